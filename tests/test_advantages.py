@@ -1,0 +1,300 @@
+"""Advantage estimators: the papers' reference numbers, invariances, loop equivalence, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ngrpo_rl import advantages
+from ngrpo_rl.component_table import format_component_table
+from ngrpo_rl.registry import UnknownNameError
+
+G = 8
+
+
+def group(num_correct: int, size: int = G) -> torch.Tensor:
+    """One group of 0/1 rewards, correct responses first: shape [1, size], float64."""
+    return torch.tensor([[1.0] * num_correct + [0.0] * (size - num_correct)], dtype=torch.float64)
+
+
+def unbiased_std(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+# ---- reference numbers ---------------------------------------------------------------------------
+# NGRPO, G = 8, 0/1 rewards: statistics over 9 values (8 rewards + one virtual 1.0).
+#  0 correct: values {1, 0 x8}: mean 1/9, var = ((8/9)^2 + 8 (1/9)^2) / 8 = 1/9, std 1/3
+#             -> A = (0 - 1/9) / (1/3) = -1/3.
+#  1 correct: {1 x2, 0 x7}: mean 2/9, var = (2 (7/9)^2 + 7 (2/9)^2) / 8 = 7/36, std = sqrt(7)/6
+#             -> +(7/9) / (sqrt(7)/6) = 14/(3 sqrt 7) = 1.7638, -(2/9) / (sqrt(7)/6) = -4/(3 sqrt 7) = -0.5040.
+#  4 correct: {1 x5, 0 x4}: mean 5/9, var = (5 (4/9)^2 + 4 (5/9)^2) / 8 = 5/18
+#             -> +(4/9)/sqrt(5/18) = 0.8433, -(5/9)/sqrt(5/18) = -1.0541.
+#  7 correct: {1 x8, 0}: mean 8/9, var 1/9, std 1/3 -> +1/3, -8/3.
+#  8 correct: all nine values 1 -> 0.
+# GRPO, 1 correct of 8: mean 1/8, var = ((7/8)^2 + 7/64) / 7 = 1/8 -> +(7/8) sqrt 8 = 2.4749, -(1/8) sqrt 8 = -0.3536.
+NGRPO_REFERENCE = {
+    0: (None, -1 / 3),
+    1: (14 / (3 * math.sqrt(7)), -4 / (3 * math.sqrt(7))),
+    4: ((4 / 9) / math.sqrt(5 / 18), -(5 / 9) / math.sqrt(5 / 18)),
+    7: (1 / 3, -8 / 3),
+    8: (0.0, None),
+}
+
+
+@pytest.mark.parametrize("num_correct", sorted(NGRPO_REFERENCE))
+def test_ngrpo_reference_numbers(num_correct: int) -> None:
+    a = advantages.compute("ngrpo", group(num_correct))[0]
+    expected_correct, expected_incorrect = NGRPO_REFERENCE[num_correct]
+    if expected_correct is not None:
+        torch.testing.assert_close(a[:num_correct], torch.full((num_correct,), expected_correct, dtype=a.dtype), atol=1e-5, rtol=0)
+    if expected_incorrect is not None:
+        n = G - num_correct
+        torch.testing.assert_close(a[num_correct:], torch.full((n,), expected_incorrect, dtype=a.dtype), atol=1e-5, rtol=0)
+
+
+def test_ngrpo_reference_numbers_as_printed_in_the_paper() -> None:
+    printed = {1: (1.76, -0.50), 4: (0.843, -1.054), 7: (0.333, -2.667)}
+    for num_correct, (plus, minus) in printed.items():
+        a = advantages.compute("ngrpo", group(num_correct))[0]
+        assert a[0].item() == pytest.approx(plus, abs=5e-3 if plus == 1.76 else 1e-3)
+        assert a[-1].item() == pytest.approx(minus, abs=5e-3 if minus == -0.50 else 1e-3)
+    assert advantages.compute("ngrpo", group(0))[0].tolist() == pytest.approx([-1 / math.sqrt(G + 1)] * G, abs=1e-5)
+
+
+def test_grpo_one_correct_reference() -> None:
+    a = advantages.compute("grpo", group(1))[0]
+    assert a[0].item() == pytest.approx(7 / 8 * math.sqrt(8), abs=1e-5)  # 2.4749
+    assert a[1].item() == pytest.approx(-1 / 8 * math.sqrt(8), abs=1e-5)  # -0.3536
+    assert a[0].item() == pytest.approx(2.47, abs=5e-3)
+    assert a[1].item() == pytest.approx(-0.35, abs=5e-3)
+
+
+def test_grpo_homogeneous_groups_get_zero_and_ngrpo_all_wrong_does_not() -> None:
+    for num_correct in (0, G):
+        assert torch.equal(advantages.compute("grpo", group(num_correct)), torch.zeros(1, G, dtype=torch.float64))
+    assert (advantages.compute("ngrpo", group(0)) < 0).all()
+
+
+def test_grpo_matches_formula_with_epsilon() -> None:
+    rewards = torch.tensor([[0.3, 1.2, -0.5, 2.0]], dtype=torch.float64)
+    values = rewards[0].tolist()
+    mean, std = sum(values) / 4, unbiased_std(values)
+    expected = torch.tensor([[(v - mean) / (std + 1e-6) for v in values]], dtype=torch.float64)
+    torch.testing.assert_close(advantages.compute("grpo", rewards), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        advantages.compute("grpo", rewards, std_normalize=False), rewards - mean, atol=1e-12, rtol=0
+    )
+
+
+def test_ngrpo_group_of_one_uses_two_values() -> None:
+    # {0, 1}: mean 1/2, unbiased std sqrt(1/2) -> (0 - 1/2) / sqrt(1/2) = -1/sqrt(2)
+    a = advantages.compute("ngrpo", torch.zeros(3, 1))
+    torch.testing.assert_close(a, torch.full((3, 1), -1 / math.sqrt(2)), atol=1e-5, rtol=0)
+
+
+def test_ngrpo_several_virtual_samples_and_no_virtual_sample() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.5]], dtype=torch.float64)
+    values = rewards[0].tolist() + [2.0, 2.0]
+    mean, std = sum(values) / 6, unbiased_std(values)
+    expected = (rewards - mean) / (std + 1e-6)
+    torch.testing.assert_close(
+        advantages.compute("ngrpo", rewards, virtual_reward=2.0, num_virtual_samples=2), expected, atol=1e-12, rtol=0
+    )
+    torch.testing.assert_close(
+        advantages.compute("ngrpo", rewards, num_virtual_samples=0), advantages.compute("grpo", rewards)
+    )
+
+
+def test_fixed_reward_estimators() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.7, 0.2]])
+    assert advantages.compute("w_reinforce", rewards).tolist() == [[pytest.approx(0.1), -1.0, pytest.approx(0.1), -1.0]]
+    assert advantages.compute("w_reinforce", rewards, positive_weight=0.5).tolist() == [[0.5, -1.0, 0.5, -1.0]]
+    assert advantages.compute("psr", rewards).tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    assert advantages.compute("nsr", rewards).tolist() == [[0.0, -1.0, 0.0, -1.0]]
+    assert advantages.compute("psr", rewards, correct_threshold=0.8).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+
+
+def test_dr_grpo_and_rloo_hand_values() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(advantages.compute("dr_grpo", rewards), rewards - 0.25)
+    torch.testing.assert_close(
+        advantages.compute("rloo", rewards), torch.tensor([[1.0, -1 / 3, -1 / 3, -1 / 3]], dtype=torch.float64)
+    )
+    assert torch.equal(advantages.compute("rloo", torch.ones(2, 1)), torch.zeros(2, 1))
+
+
+# ---- property tests ------------------------------------------------------------------------------
+
+reward_value = st.floats(min_value=-100, max_value=100, allow_nan=False, allow_infinity=False)
+shapes = st.tuples(st.integers(1, 5), st.integers(1, 9))
+
+
+@st.composite
+def reward_tensors(draw: st.DrawFn, values: st.SearchStrategy[float] = reward_value) -> torch.Tensor:
+    num_groups, group_size = draw(shapes)
+    if draw(st.booleans()):  # often homogeneous groups, the interesting edge
+        rows = [[draw(values)] * group_size for _ in range(num_groups)]
+    else:
+        rows = [draw(st.lists(values, min_size=group_size, max_size=group_size)) for _ in range(num_groups)]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rewards=reward_tensors(), name=st.sampled_from(["grpo", "ngrpo", "dr_grpo", "rloo", "w_reinforce", "psr", "nsr"]))
+def test_every_estimator_is_finite_and_keeps_shape_and_dtype(rewards: torch.Tensor, name: str) -> None:
+    for dtype in (torch.float64, torch.float32):
+        out = advantages.compute(name, rewards.to(dtype))
+        assert out.shape == rewards.shape and out.dtype == dtype
+        assert torch.isfinite(out).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(rewards=reward_tensors(), shift=st.floats(-100, 100))
+def test_shift_invariance(rewards: torch.Tensor, shift: float) -> None:
+    for name in ("grpo", "dr_grpo", "rloo"):
+        torch.testing.assert_close(
+            advantages.compute(name, rewards + shift), advantages.compute(name, rewards), atol=1e-6, rtol=0
+        )
+    torch.testing.assert_close(
+        advantages.compute("ngrpo", rewards + shift, virtual_reward=1.0 + shift),
+        advantages.compute("ngrpo", rewards, virtual_reward=1.0),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(rewards=reward_tensors(st.integers(-5, 5).map(float)), scale=st.floats(0.01, 100))
+def test_grpo_positive_scale_invariance(rewards: torch.Tensor, scale: float) -> None:
+    # Exact with epsilon = 0; with the default epsilon = 1e-6 it holds to about epsilon / std.
+    torch.testing.assert_close(
+        advantages.compute("grpo", rewards * scale, epsilon=0.0), advantages.compute("grpo", rewards, epsilon=0.0)
+    )
+    torch.testing.assert_close(
+        advantages.compute("grpo", rewards * scale), advantages.compute("grpo", rewards), atol=1e-3, rtol=0
+    )
+
+
+def loop_normalized(rewards: torch.Tensor, extra: list[float]) -> torch.Tensor:
+    """Reference: (r - mean) / (std + 1e-6) per group over rewards + extra, one group at a time."""
+    out = torch.zeros_like(rewards)
+    for g, row in enumerate(rewards.tolist()):
+        values = row + extra
+        if len(values) < 2:
+            continue
+        mean, std = sum(values) / len(values), unbiased_std(values)
+        for i, r in enumerate(row):
+            out[g, i] = (r - mean) / (std + 1e-6)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(rewards=reward_tensors(st.floats(0, 1)), virtual=st.floats(-2, 2), copies=st.integers(0, 3))
+def test_vectorised_grpo_and_ngrpo_equal_python_loops(rewards: torch.Tensor, virtual: float, copies: int) -> None:
+    torch.testing.assert_close(advantages.compute("grpo", rewards), loop_normalized(rewards, []), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        advantages.compute("ngrpo", rewards, virtual_reward=virtual, num_virtual_samples=copies),
+        loop_normalized(rewards, [virtual] * copies),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(rewards=reward_tensors())
+def test_rloo_equals_leave_one_out_loop(rewards: torch.Tensor) -> None:
+    expected = torch.zeros_like(rewards)
+    for g, row in enumerate(rewards.tolist()):
+        if len(row) > 1:
+            for i, r in enumerate(row):
+                others = row[:i] + row[i + 1 :]
+                expected[g, i] = r - sum(others) / len(others)
+    torch.testing.assert_close(advantages.compute("rloo", rewards), expected, atol=1e-9, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rewards=reward_tensors(),
+    position=st.tuples(st.integers(0, 4), st.integers(0, 8)),
+    bad=st.sampled_from([math.nan, math.inf, -math.inf]),
+    name=st.sampled_from(["grpo", "ngrpo", "dr_grpo", "rloo", "w_reinforce", "psr", "nsr"]),
+)
+def test_non_finite_rewards_are_rejected(rewards: torch.Tensor, position: tuple[int, int], bad: float, name: str) -> None:
+    g, i = position[0] % rewards.shape[0], position[1] % rewards.shape[1]
+    rewards[g, i] = bad
+    with pytest.raises(ValueError, match=rf"1 non-finite values \(first at group {g}, index {i}\)"):
+        advantages.compute(name, rewards)
+
+
+# ---- validation and registry ---------------------------------------------------------------------
+
+
+def test_error_messages() -> None:
+    rewards = torch.zeros(2, 4)
+    rewards[0, 3] = math.nan
+    rewards[1, 0] = math.inf
+    with pytest.raises(ValueError) as info:
+        advantages.compute("grpo", rewards)
+    assert str(info.value) == (
+        "rewards contain 2 non-finite values (first at group 0, index 3); the verifier must return finite rewards"
+    )
+    with pytest.raises(ValueError, match=r"reshape .*\[num_groups, group_size\]|\[num_groups, group_size\].*reshape"):
+        advantages.compute("grpo", torch.zeros(8))
+    with pytest.raises(TypeError, match="floating"):
+        advantages.compute("grpo", torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="does not accept virtual_reward"):
+        advantages.compute("grpo", torch.zeros(2, 4), virtual_reward=1.0)
+    with pytest.raises(ValueError, match="num_virtual_samples"):
+        advantages.compute("ngrpo", torch.zeros(2, 4), num_virtual_samples=-1)
+
+
+def test_unknown_estimator_lists_valid_names() -> None:
+    with pytest.raises(UnknownNameError) as info:
+        advantages.compute("ngrpoo", torch.zeros(1, 2))
+    for name in ("grpo", "ngrpo", "dr_grpo", "rloo", "w_reinforce", "psr", "nsr"):
+        assert name in str(info.value)
+
+
+def test_duplicate_registration_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        advantages.register("grpo")(lambda rewards: rewards)
+
+
+def test_custom_estimator_is_selected_by_name() -> None:
+    name = "test_median_baseline"
+    if name not in advantages.available():
+
+        @advantages.register(name)
+        def median_baseline(rewards: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+            return scale * (rewards - rewards.median(dim=1, keepdim=True).values)
+
+    assert name in advantages.available()
+    out = advantages.compute(name, torch.tensor([[1.0, 2.0, 6.0]]), scale=2.0)
+    assert out.tolist() == [[-2.0, 0.0, 8.0]]
+    assert advantages.bind_params(name, {"scale": 3.0, "lr": 1e-6}) == {"scale": 3.0}
+
+
+def test_bind_params_filters_a_config() -> None:
+    config = {"virtual_reward": 1.0, "num_virtual_samples": 1, "epsilon": 1e-6, "lr": 1e-6, "epsilon_pos": 0.24}
+    assert advantages.bind_params("ngrpo", config) == {"virtual_reward": 1.0, "num_virtual_samples": 1, "epsilon": 1e-6}
+    assert advantages.bind_params("grpo", config) == {"epsilon": 1e-6}
+    assert advantages.bind_params("rloo", config) == {}
+
+
+def test_empty_batch() -> None:
+    for name in advantages.available():
+        assert advantages.compute(name, torch.zeros(0, G)).shape == (0, G)
+
+
+def test_component_table_ngrpo_row() -> None:
+    table = format_component_table(8)
+    row = next(line for line in table.splitlines() if line.strip().startswith("1/8"))
+    cells = row.split()
+    # columns: correct, GRPO +, GRPO -, NGRPO +, NGRPO -, Dr.GRPO +, Dr.GRPO -, RLOO +, RLOO -
+    assert cells[1:5] == ["+2.475", "-0.354", "+1.764", "-0.504"]
+    assert cells[3].startswith("+1.76") and cells[4].startswith("-0.50")
