@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -298,3 +301,10 @@ def test_component_table_ngrpo_row() -> None:
     # columns: correct, GRPO +, GRPO -, NGRPO +, NGRPO -, Dr.GRPO +, Dr.GRPO -, RLOO +, RLOO -
     assert cells[1:5] == ["+2.475", "-0.354", "+1.764", "-0.504"]
     assert cells[3].startswith("+1.76") and cells[4].startswith("-0.50")
+
+
+def test_custom_estimator_example_runs() -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "custom_estimator.py"
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "median_baseline:" in result.stdout and "+1.764" in result.stdout
