@@ -3,7 +3,8 @@
 ``plain`` suits the bundled tiny character-level model: the problem followed by ``=``; the model
 answers with the number and stops. ``chat`` uses the tokenizer's own chat template with the
 instruction of the NGRPO paper's prompts to reason step by step and put the final answer in
-``\\boxed{}``. Register more with ``@templates.register("name")``.
+``\\boxed{}``. ``boxed`` gives the same instruction without a chat template, for base models.
+Register more with ``@templates.register("name")``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def chat_template(problem: str, tokenizer: Optional[Any] = None) -> str:
             "use prompt_template='plain' for models without one"
         )
     return apply([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+
+
+@templates.register("boxed")
+def boxed_template(problem: str, tokenizer: Optional[Any] = None) -> str:
+    """The problem, then the ``\\boxed{}`` instruction, as plain text (no chat template needed)."""
+    return f"{problem}\n{BOXED_INSTRUCTION}\n"
 
 
 def render(name: str, problem: str, tokenizer: Optional[Any] = None) -> str:
