@@ -35,7 +35,7 @@ _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac(?:\{(\d+)\}\{(\d+)\}|(\d)(\d))$")
 
 def normalize_answer(text: str) -> str:
     """A canonical spelling for string comparison; never changes what an answer means."""
-    text = text.strip()
+    text = text.strip().rstrip(".").rstrip()
     while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
         text = text[1:-1].strip()
     text = _TEXT_WRAPPER.sub(r"\1", text)

@@ -1,0 +1,169 @@
+"""The gymnasium text environments, their spaces, and the arithmetic task's reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import ngrpo_rl.envs  # noqa: F401  (registers the ids)
+from ngrpo_rl.envs import AnyText, ArithmeticEnv, ArithmeticTask, MathEnv, Problem, score_problems
+
+
+@pytest.fixture
+def math_file(tmp_path: Path) -> Path:
+    rows = [
+        {"problem": "What is $\\frac{1}{2} + \\frac{1}{4}$?", "answer": "\\frac{3}{4}", "level": 1},
+        {"problem": "Compute $2^{10}$.", "answer": "1024", "level": 2},
+        {"problem": "Solve $x + 1 = 3$.", "answer": "2", "level": 1},
+    ]
+    path = tmp_path / "tiny_math.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_check_env_passes_for_arithmetic() -> None:
+    env = gym.make("ngrpo_rl/Arithmetic-v0", levels=[1, 2, 3], seed=0, split="train")
+    check_env(env.unwrapped)
+    env.close()
+
+
+def test_check_env_passes_for_math(math_file: Path) -> None:
+    env = gym.make("ngrpo_rl/Math-v0", dataset=str(math_file))
+    check_env(env.unwrapped)
+    env.close()
+
+
+def test_reset_and_step_follow_the_single_step_contract() -> None:
+    env = gym.make("ngrpo_rl/Arithmetic-v0", levels=[1], seed=0)
+    prompt, info = env.reset(seed=5)
+    assert set(info) == {"problem_id", "answer", "problem", "level"}
+    assert prompt == info["problem"] + "=" and info["level"] == 1
+    observation, reward, terminated, truncated, step_info = env.step(f" {info['answer']} ")
+    assert (observation, reward, terminated, truncated) == ("", 1.0, True, False)
+    assert step_info == {
+        "problem_id": info["problem_id"],
+        "answer": info["answer"],
+        "extracted": info["answer"],
+        "correct": True,
+        "reason": "correct",
+    }
+    env.reset(seed=5)
+    assert env.step("")[4]["reason"] == "no_answer"
+    env.reset(seed=5)
+    wrong = str(int(info["answer"]) + 1)
+    assert env.step(wrong)[1:2] == (0.0,)
+
+
+def test_step_before_reset_or_twice_is_refused() -> None:
+    env = ArithmeticEnv(levels=[1])
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step("1")
+    env.reset(seed=0)
+    env.step("1")
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step("1")
+
+
+def test_reset_options_choose_the_problem(math_file: Path) -> None:
+    env = MathEnv(str(math_file))
+    prompt, info = env.reset(options={"problem_id": "tiny_math-1"})
+    assert info["answer"] == "1024" and "\\boxed{}" in prompt
+    assert env.reset(options={"index": 2})[1]["answer"] == "2"
+    with pytest.raises(KeyError, match="no problem with id"):
+        env.reset(options={"problem_id": "missing"})
+
+
+def test_math_env_scores_latex_answers(math_file: Path) -> None:
+    env = gym.make("ngrpo_rl/Math-v0", dataset=str(math_file), prompt_template="boxed")
+    _, info = env.reset(options={"index": 0})
+    _, reward, _, _, step_info = env.step("We add: $\\boxed{0.75}$")
+    assert reward == 1.0 and step_info["extracted"] == "0.75"
+
+
+def test_math_env_by_name_under_the_shared_data(shared_data: Path) -> None:
+    env = gym.make("ngrpo_rl/Math-v0", dataset="math500", data_root=str(shared_data), limit=20)
+    assert len(env.unwrapped.problems) == 20
+    _, info = env.reset(seed=0)
+    assert env.step(f"\\boxed{{{info['answer']}}}")[1] == 1.0
+
+
+def test_score_batch_takes_problems_ids_or_prompts() -> None:
+    env = ArithmeticEnv(levels=[2, 3], seed=1, num_problems=50)
+    problems = env.problems[:3]
+    completions = [p.answer for p in problems]
+    by_problem = env.score_batch(problems, completions)
+    by_id = env.score_batch([p.id for p in problems], completions)
+    by_prompt = env.score_batch([env.prompt(p) for p in problems], completions)
+    assert by_problem == by_id == by_prompt
+    assert all(v.correct for v in by_problem)
+    assert score_problems(problems, ["nothing"] * 3)[0].reason == "no_answer"
+    with pytest.raises(KeyError, match="neither a problem id nor a prompt"):
+        env.score_batch(["1+1=?"], ["2"])
+
+
+def test_vectorised_scoring_matches_step_by_step() -> None:
+    env = ArithmeticEnv(levels=[1, 2, 3, 4, 5], seed=2, num_problems=40)
+    completions = [str(int(p.answer) + (i % 2)) for i, p in enumerate(env.problems)]
+    batch = [v.reward for v in env.score_batch(env.problems, completions)]
+    stepped = []
+    for index, completion in enumerate(completions):
+        env.reset(options={"index": index})
+        stepped.append(env.step(completion)[1])
+    assert batch == stepped == [1.0 - (i % 2) for i in range(40)]
+
+
+def test_arithmetic_is_identical_for_the_same_seed_and_differs_for_another() -> None:
+    first, second = ArithmeticEnv(seed=7), ArithmeticEnv(seed=7)
+    assert first.problems == second.problems
+    assert [first.reset(seed=s)[0] for s in range(20)] == [second.reset(seed=s)[0] for s in range(20)]
+    assert ArithmeticEnv(seed=8).problems != first.problems
+    assert ArithmeticTask(seed=7).problems("train", 300) == ArithmeticTask(seed=7).problems("train", 300)
+
+
+def test_arithmetic_splits_are_disjoint() -> None:
+    for seed in (0, 1):
+        train = {p.problem for p in ArithmeticEnv(seed=seed, split="train", num_problems=2000).problems}
+        test = {p.problem for p in ArithmeticEnv(seed=seed, split="test", num_problems=2000).problems}
+        assert train and test and not train & test
+
+
+def test_arithmetic_dataset_has_distinct_problems_even_for_small_levels() -> None:
+    env = ArithmeticEnv(levels=[1], num_problems=1000)
+    assert 60 <= len(env.problems) <= 100
+    assert len({p.id for p in env.problems}) == len(env.problems)
+
+
+def test_env_arguments_are_checked_early(math_file: Path) -> None:
+    with pytest.raises(KeyError, match="unknown prompt template .nope.; available:"):
+        ArithmeticEnv(prompt_template="nope")
+    with pytest.raises(ValueError, match="at least one problem"):
+        MathEnv([])
+    env = MathEnv(str(math_file), max_prompt_length=10)
+    with pytest.raises(ValueError, match="raise max_prompt_length"):
+        env.reset(seed=0)
+    env = MathEnv(str(math_file), prompt_template="chat")
+    with pytest.raises(ValueError, match="tokenizer"):
+        env.reset(seed=0)
+
+
+def test_any_text_space_holds_any_string_up_to_its_length() -> None:
+    space = AnyText(50)
+    for text in ["", "\\boxed{\\frac{1}{2}}", "ünïcödé → ∞", "$x$\n\t", "a" * 50]:
+        assert text in space
+    assert "a" * 51 not in space
+    assert 5 not in space and None not in space and b"x" not in space
+    space.seed(0)
+    samples = [space.sample() for _ in range(20)]
+    assert all(sample in space for sample in samples)
+    assert AnyText(50) == space and AnyText(51) != space
+    assert AnyText(5, min_length=1).contains("") is False
+
+
+def test_loaded_problem_lists_can_be_passed_directly() -> None:
+    problems = [Problem(id="a", problem="1+1", answer="2"), Problem(id="b", problem="2+2", answer="4")]
+    env = MathEnv(problems, prompt_template="plain")
+    assert env.problems == problems and env.reset(options={"index": 1})[0] == "2+2="
