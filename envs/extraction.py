@@ -84,7 +84,7 @@ def extract_boxed(text: str) -> Optional[str]:
 
 @answer_extractors.register("last_number")
 def extract_last_number(text: str) -> Optional[str]:
-    """The last number in ``text`` with thousands commas removed (``"-1,234.5"`` -> ``"-1234.5"``)."""
+    """The last number in ``text``, thousands commas removed (``"-1,234.5"`` -> ``"-1234.5"``)."""
     last = None
     for last in _NUMBER.finditer(text):
         pass

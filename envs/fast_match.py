@@ -3,8 +3,8 @@
 ``fast_match(answer, gold)`` returns True or False when the answer can be judged without
 math-verify, None when it cannot:
 
-- equal after ``normalize_answer`` (spacing, ``$``, ``\\left``/``\\right``, ``\\dfrac``, ``^\\circ``,
-  ``\\$`` and ``\\%`` signs, ``\\text{}`` wrappers, a trailing period): True;
+- equal after ``normalize_answer`` (spacing, ``$``, ``\\left``/``\\right``, ``\\dfrac``,
+  ``^\\circ``, ``\\$`` and ``\\%`` signs, ``\\text{}`` wrappers, a trailing period): True;
 - both plain numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, thousands commas): compared
   exactly as fractions, so ``"025" == "25"``, ``"27.0" == "27"``, ``"1,234" == "1234"``; unequal
   integers are False; other unequal numbers go to math-verify, which rounds floats.
@@ -48,7 +48,7 @@ def normalize_answer(text: str) -> str:
 
 
 def parse_number(text: str) -> Optional[Fraction]:
-    """The exact value of a normalised plain number (``"1,234"``, ``"-0.5"``, ``"\\frac{3}{4}"``), else None."""
+    """The exact value of a plain number (``"1,234"``, ``"-0.5"``, ``"\\frac{3}{4}"``) or None."""
     if len(text) > _MAX_DIGITS:
         return None
     if _THOUSANDS.match(text):

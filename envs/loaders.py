@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Optional, Union
 
 from ngrpo_rl.envs.problems import Problem
-from ngrpo_rl.envs.row_formats import RowError, RowFormat, detect_format, get_field, mapped_format
+from ngrpo_rl.envs.row_formats import (
+    RowError,
+    RowFormat,
+    detect_format,
+    get_field,
+    mapped_format,
+)
 
 DATA_ROOT_ENV = "NGRPO_RL_DATA"
 """Environment variable naming the folder under which dataset names resolve."""
@@ -127,7 +133,10 @@ def resolve_dataset(
         )
     root_path = Path(root).expanduser()
     name = str(path_or_name)
-    for candidate in (root_path / DATASET_ALIASES.get(name.lower(), name.lower()), root_path / name):
+    for candidate in (
+        root_path / DATASET_ALIASES.get(name.lower(), name.lower()),
+        root_path / name,
+    ):
         if candidate.is_file():
             return [candidate]
         if candidate.is_dir():
@@ -145,7 +154,7 @@ def _split_files(folder: Path, split: Optional[str]) -> list[Path]:
     if split is None:
         if len(splits) != 1:
             raise ValueError(
-                f"{folder} holds the splits {splits or 'none (no .jsonl, .json or .parquet files)'}; "
+                f"{folder} holds the splits {splits or 'none (no .jsonl, .json, .parquet files)'}; "
                 "pass split= to choose one"
             )
         split = splits[0]
@@ -174,7 +183,9 @@ def _read_records(file: Path) -> Iterator[tuple[str, Record]]:
         except json.JSONDecodeError as error:
             raise ValueError(f"{file}: line {error.lineno}: invalid JSON ({error.msg})") from None
         if not isinstance(rows, list):
-            raise ValueError(f"{file}: expected a JSON list of records; use .jsonl for one record per line")
+            raise ValueError(
+                f"{file}: expected a JSON list of records; use .jsonl for one record per line"
+            )
         for number, row in enumerate(rows, 1):
             yield f"{file}: record {number}", row
     else:
@@ -186,7 +197,8 @@ def _read_records(file: Path) -> Iterator[tuple[str, Record]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as error:
                     row = _Unreadable(
-                        f"invalid JSON ({error.msg} at column {error.colno}); fix or remove that line"
+                        f"invalid JSON ({error.msg} at column {error.colno}); "
+                        "fix or remove that line"
                     )
                 yield f"{file}: line {number}", row
 
@@ -227,10 +239,13 @@ def _to_problems(
         if problem_id in first_seen:
             raise ValueError(
                 f"{location}: duplicate id {problem_id!r} in field {id_field!r} (first at "
-                f"{first_seen[problem_id]}); pass an id_field with unique values, or none to number rows"
+                f"{first_seen[problem_id]}); pass an id_field with unique values, "
+                "or none to number the rows"
             )
         first_seen[problem_id] = location
-        problems.append(Problem(id=problem_id, problem=problem, answer=answer, level=level, source=row))
+        problems.append(
+            Problem(id=problem_id, problem=problem, answer=answer, level=level, source=row)
+        )
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} malformed record(s), the first at {skipped[0]}", stacklevel=3
@@ -269,7 +284,9 @@ def _select_hf_split(obj: Any, split: Optional[str]) -> Any:
         return obj
     if split is None:
         if len(obj) != 1:
-            raise ValueError(f"the DatasetDict holds the splits {sorted(obj)}; pass split= to choose one")
+            raise ValueError(
+                f"the DatasetDict holds the splits {sorted(obj)}; pass split= to choose one"
+            )
         return next(iter(obj.values()))
     if split not in obj:
         raise ValueError(f"the DatasetDict has no split {split!r}; it holds {sorted(obj)}")

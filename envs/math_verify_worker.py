@@ -2,10 +2,10 @@
 
 ``compare((gold, answer, seconds))`` parses ``$gold$`` (once per distinct gold per worker: parsed
 golds are cached) and ``$answer$`` with math-verify and returns ``"correct"``, ``"wrong"`` or
-``"timeout"``. math-verify's own SIGALRM timeouts are switched off: they turn a timeout into a silent
-``False``. Instead one interval timer bounds the whole comparison; it can interrupt Python code
-(most slow sympy work) but not a computation stuck in C, which the parent's outer deadline ends by
-killing the worker.
+``"timeout"``. math-verify's own SIGALRM timeouts are switched off: they turn a timeout into a
+silent ``False``. Instead one interval timer bounds the whole comparison; it can interrupt Python
+code (most slow sympy work) but not a computation stuck in C, which the parent's outer deadline
+ends by killing the worker.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _parsed_golds: collections.OrderedDict[str, list[Any]] = collections.OrderedDict
 
 
 class _ComparisonTimeout(BaseException):
-    """Raised by the interval timer; a BaseException so math-verify's ``except Exception`` passes it."""
+    """Raised by the interval timer; ``except Exception`` in math-verify does not catch it."""
 
 
 def _on_alarm(signum: int, frame: Any) -> None:

@@ -54,6 +54,16 @@ class PoolStats:
     workers_started: int = 0
 
 
+def _limit_memory(megabytes: int) -> None:
+    try:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # not supported here (e.g. macOS): no limit
+        pass
+
+
 def _worker_main(
     read_fd: int, write_fd: int, preload: Sequence[str], memory_limit_mb: Optional[int]
 ) -> None:
@@ -62,10 +72,7 @@ def _worker_main(
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     try:
         if memory_limit_mb is not None:
-            import resource
-
-            limit = memory_limit_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            _limit_memory(memory_limit_mb)
         for module in preload:
             importlib.import_module(module)
     except BaseException:
@@ -107,7 +114,15 @@ class _Worker:
         limit = "none" if memory_limit_mb is None else str(memory_limit_mb)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_COMMAND, str(to_child_read), str(from_child_write), limit, *preload],
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER_COMMAND,
+                    str(to_child_read),
+                    str(from_child_write),
+                    limit,
+                    *preload,
+                ],
                 pass_fds=(to_child_read, from_child_write),
                 stdin=subprocess.DEVNULL,
                 env=environment,
@@ -146,7 +161,9 @@ class _Worker:
         self.connection.close()
 
 
-def _stop_all(workers: list[_Worker]) -> None:
+def _stop_all(workers: list[_Worker], owner_pid: int) -> None:
+    if os.getpid() != owner_pid:  # a forked copy of the owner: the workers are not its own
+        return
     while workers:
         workers.pop().stop()
 
@@ -184,7 +201,8 @@ class DeadlinePool:
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+        self.owner_pid = os.getpid()
+        self._finalizer = weakref.finalize(self, _stop_all, self._workers, self.owner_pid)
 
     def map(
         self, function: Callable[[Any], Any], items: Sequence[Any], *, deadline: float
@@ -201,6 +219,11 @@ class DeadlinePool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this DeadlinePool is closed")
+            if os.getpid() != self.owner_pid:
+                raise RuntimeError(
+                    "this DeadlinePool belongs to the process that created it, not to a forked "
+                    "copy; create a new Verifier (or pool) in this process"
+                )
             return self._map(function, list(items), deadline)
 
     def close(self) -> None:
@@ -270,7 +293,12 @@ class DeadlinePool:
         while pending or any(worker.chunk for worker in self._workers):
             for worker in list(self._workers):  # hand chunks to idle workers
                 if worker.ready and not worker.chunk and pending:
-                    worker.chunk = collections.deque((index, items[index]) for index in pending.popleft())
+                    if worker.process.poll() is not None:  # died while idle: no item is charged
+                        give_up(worker)
+                        continue
+                    worker.chunk = collections.deque(
+                        (index, items[index]) for index in pending.popleft()
+                    )
                     worker.last_progress = time.monotonic()
                     try:
                         worker.send((function, list(worker.chunk)))

@@ -64,11 +64,15 @@ def _register(format_: RowFormat) -> RowFormat:
 
 
 def get_field(row: Mapping[str, Any], path: str) -> Any:
-    """``row[path]``, where a dotted path such as ``reward_model.ground_truth`` reaches into dicts."""
+    """``row[path]``; a dotted path such as ``reward_model.ground_truth`` reaches into dicts."""
     value: Any = row
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            present = ", ".join(sorted(map(str, value))) if isinstance(value, Mapping) else type(value).__name__
+            present = (
+                ", ".join(sorted(map(str, value)))
+                if isinstance(value, Mapping)
+                else type(value).__name__
+            )
             raise RowError(f"missing field {path!r} (found: {present})")
         value = value[part]
     if value is None:
@@ -87,7 +91,7 @@ def _text(row: Mapping[str, Any], path: str, fix: str) -> str:
 
 
 def answer_text(value: Any, field: str) -> str:
-    """A gold answer as a string: numbers as written (``27.0`` -> ``"27.0"``), lists joined by ``", "``."""
+    """A gold answer as a string: numbers as written (``27.0`` -> ``"27.0"``), lists joined."""
     if isinstance(value, bool):
         raise RowError(f"field {field!r} holds a boolean, not an answer")
     if isinstance(value, numbers.Real):  # also numpy scalars from parquet
@@ -110,7 +114,8 @@ def _boxed_answer(solution: str, field: str, fix: str) -> str:
 def _after_hashes(text: str, field: str) -> str:
     if "####" not in text:
         raise RowError(
-            f"field {field!r} has no '#### <answer>' line; pass answer_field= to read the gold answer elsewhere"
+            f"field {field!r} has no '#### <answer>' line; "
+            "pass answer_field= to read the gold answer elsewhere"
         )
     answer = text.rsplit("####", 1)[1].strip().replace(",", "")
     if not answer:
@@ -146,10 +151,16 @@ def _read_verl(row: Mapping[str, Any]) -> ParsedRow:
     problem = _user_message(row.get("prompt"))
     ground_truth = get_field(row, "reward_model.ground_truth")
     if problem is None:
-        problem = _text(row, "reward_model.ground_truth.question", "the chat list 'prompt' has no user message")
+        problem = _text(
+            row, "reward_model.ground_truth.question", "the chat list 'prompt' has no user message"
+        )
     if isinstance(ground_truth, Mapping):
         fix = "pass answer_field= to read the gold answer from another field"
-        answer = _boxed_answer(_text(row, "reward_model.ground_truth.solution", fix), "reward_model.ground_truth.solution", fix)
+        answer = _boxed_answer(
+            _text(row, "reward_model.ground_truth.solution", fix),
+            "reward_model.ground_truth.solution",
+            fix,
+        )
     else:
         answer = answer_text(ground_truth, "reward_model.ground_truth")
     return problem, answer, parse_level(row.get("level"))
@@ -158,7 +169,11 @@ def _read_verl(row: Mapping[str, Any]) -> ParsedRow:
 def _read_olympiadbench(row: Mapping[str, Any]) -> ParsedRow:
     question = _text(row, "question", "pass problem_field= to name the problem field")
     context = row.get("context")
-    problem = f"{context.strip()}\n\n{question}" if isinstance(context, str) and context.strip() else question
+    problem = (
+        f"{context.strip()}\n\n{question}"
+        if isinstance(context, str) and context.strip()
+        else question
+    )
     return problem, answer_text(get_field(row, "final_answer"), "final_answer"), None
 
 
@@ -194,7 +209,11 @@ def _is_gsm8k(row: Mapping[str, Any]) -> bool:
 _register(RowFormat("verl", _has("prompt", "reward_model"), _read_verl))
 _register(RowFormat("olympiadbench", _has("question", "final_answer"), _read_olympiadbench))
 _register(RowFormat("gsm8k", _is_gsm8k, _read_gsm8k))
-_register(RowFormat("math", lambda row: "problem" in row and ("answer" in row or "solution" in row), _read_math))
+_register(
+    RowFormat(
+        "math", lambda row: "problem" in row and ("answer" in row or "solution" in row), _read_math
+    )
+)
 _register(RowFormat("question_answer", _has("question", "answer"), _read_question_answer))
 
 
@@ -216,14 +235,20 @@ def mapped_format(
     to ``answer`` or ``final_answer``, whichever ``first_row`` has. An answer holding a whole
     solution is reduced to its last ``\\boxed{}``, else to the text after ``####``.
     """
-    problem_path = problem_field or next((f for f in ("problem", "question") if f in first_row), "problem")
-    answer_path = answer_field or next((f for f in ("answer", "final_answer") if f in first_row), "answer")
+    problem_path = problem_field or next(
+        (f for f in ("problem", "question") if f in first_row), "problem"
+    )
+    answer_path = answer_field or next(
+        (f for f in ("answer", "final_answer") if f in first_row), "answer"
+    )
 
     def read(row: Mapping[str, Any]) -> ParsedRow:
         problem_value = get_field(row, problem_path)
         problem = _user_message(problem_value)
         if problem is None or not problem.strip():
-            raise RowError(f"field {problem_path!r} holds no problem text (got {problem_value!r:.80})")
+            raise RowError(
+                f"field {problem_path!r} holds no problem text (got {problem_value!r:.80})"
+            )
         answer = answer_text(get_field(row, answer_path), answer_path)
         if "\\boxed" in answer:
             answer = _boxed_answer(answer, answer_path, "check answer_field=")

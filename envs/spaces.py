@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium.spaces import Text
 
 SAMPLE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
-"""Characters ``AnyText.sample()`` draws from: printable ASCII, enough to exercise an answer parser."""
+"""Characters ``AnyText.sample()`` draws from: printable ASCII, enough to exercise a parser."""
 
 
 class AnyText(Text):

@@ -43,11 +43,18 @@ def score_problems(
     verifier: Optional[Verifier] = None,
     timeout: Optional[float] = None,
 ) -> list[Verdict]:
-    """Verifies ``completions[i]`` against ``problems[i].answer`` in one batch (the shared verifier by default)."""
+    """Verifies ``completions[i]`` against ``problems[i].answer``, all in one batch.
+
+    ``verifier`` defaults to the shared one (``get_verifier``).
+    """
     if len(problems) != len(completions):
-        raise ValueError(f"got {len(problems)} problems but {len(completions)} completions; pass one each")
+        raise ValueError(
+            f"got {len(problems)} problems but {len(completions)} completions; pass one each"
+        )
     verifier = verifier or get_verifier()
-    return verifier.verify_batch(completions, [problem.answer for problem in problems], timeout=timeout)
+    return verifier.verify_batch(
+        completions, [problem.answer for problem in problems], timeout=timeout
+    )
 
 
 class MathTextEnv(gym.Env[str, str]):
@@ -105,7 +112,10 @@ class MathTextEnv(gym.Env[str, str]):
     def reset(
         self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None
     ) -> tuple[str, dict[str, Any]]:
-        """Draws a problem (or takes ``options["problem_id"]`` / ``options["index"]``); returns its prompt."""
+        """Draws a problem (or takes ``options["problem_id"]`` or ``options["index"]``).
+
+        Returns the prompt and ``{"problem_id", "answer", "problem", "level"}``.
+        """
         super().reset(seed=seed)
         options = options or {}
         if "problem_id" in options:
@@ -126,11 +136,15 @@ class MathTextEnv(gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Verifies the completion ``action``; the episode always ends here."""
         if self._current is None:
-            raise RuntimeError("call reset() before step(): each episode is one problem and one completion")
+            raise RuntimeError(
+                "call reset() before step(): each episode is one problem and one completion"
+            )
         if not isinstance(action, str):
             raise TypeError(f"the action is the completion text (str), got {type(action).__name__}")
         problem, self._current = self._current, None
-        verdict = score_problems([problem], [action], verifier=self.verifier, timeout=self.timeout)[0]
+        verdict = score_problems([problem], [action], verifier=self.verifier, timeout=self.timeout)[
+            0
+        ]
         info = {
             "problem_id": problem.id,
             "answer": problem.answer,
@@ -145,7 +159,9 @@ class MathTextEnv(gym.Env[str, str]):
         try:
             return self._by_id[problem_id]
         except KeyError:
-            raise KeyError(f"no problem with id {problem_id!r} in this environment's dataset") from None
+            raise KeyError(
+                f"no problem with id {problem_id!r} in this environment's dataset"
+            ) from None
 
     def score_batch(
         self, problems_or_ids: Sequence[Union[Problem, str]], completions: Sequence[str]
@@ -164,7 +180,9 @@ class MathTextEnv(gym.Env[str, str]):
         try:
             return self._by_prompt[item]
         except KeyError:
-            raise KeyError(f"{item[:80]!r} is neither a problem id nor a prompt of this environment") from None
+            raise KeyError(
+                f"{item[:80]!r} is neither a problem id nor a prompt of this environment"
+            ) from None
 
 
 class ArithmeticEnv(MathTextEnv):

@@ -119,6 +119,8 @@ class Verifier:
     def pool(self) -> DeadlinePool:
         """The worker pool (created on first access; its processes start on first use)."""
         with self._pool_lock:
+            if self._pool is not None and self._pool.owner_pid != os.getpid():
+                self._pool = None  # a forked copy of this verifier: the workers are the parent's
             if self._pool is None:
                 self._pool = DeadlinePool(
                     self.num_workers,
@@ -147,7 +149,8 @@ class Verifier:
             raise TypeError("completions and golds must be sequences of strings, not one string")
         if len(completions) != len(golds):
             raise ValueError(
-                f"got {len(completions)} completions but {len(golds)} gold answers; pass one gold per completion"
+                f"got {len(completions)} completions but {len(golds)} gold answers; "
+                "pass one gold per completion"
             )
         timeout = self.timeout if timeout is None else timeout
         if timeout <= 0:
@@ -158,7 +161,9 @@ class Verifier:
         slow: dict[tuple[str, str], list[int]] = {}  # (gold, answer) -> positions, compared once
         for position, (completion, gold) in enumerate(zip(completions, golds)):
             if not isinstance(gold, str):
-                raise TypeError(f"gold answers must be str, got {type(gold).__name__} at position {position}")
+                raise TypeError(
+                    f"gold answers must be str, got {type(gold).__name__} at position {position}"
+                )
             extracted = extract_answer(completion, strategy)
             if extracted is None:
                 verdicts[position] = Verdict(False, None, "no_answer", "none")
@@ -170,7 +175,7 @@ class Verifier:
                     slow.setdefault((gold.strip().strip("$"), extracted), []).append(position)
                 else:
                     reason: Reason = "correct" if decided else "wrong"
-                    verdicts[position] = Verdict(decided, extracted, reason, method)  # type: ignore[arg-type]
+                    verdicts[position] = Verdict(decided, extracted, reason, method)  # type: ignore
 
         worker_errors = 0
         if slow:
@@ -202,7 +207,10 @@ class Verifier:
         strategy: Optional[str] = None,
     ) -> list[float]:
         """1.0 for each correct completion, 0.0 otherwise (see ``verify_batch``)."""
-        return [v.reward for v in self.verify_batch(completions, golds, timeout=timeout, strategy=strategy)]
+        return [
+            v.reward
+            for v in self.verify_batch(completions, golds, timeout=timeout, strategy=strategy)
+        ]
 
     @property
     def timeouts(self) -> int:
@@ -235,7 +243,7 @@ _default_lock = threading.Lock()
 
 
 def get_verifier() -> Verifier:
-    """The shared verifier behind ``score`` and ``verify_batch`` (created with defaults on first use)."""
+    """The shared verifier behind ``score`` and ``verify_batch`` (made on first use)."""
     global _default
     with _default_lock:
         if _default is None:
