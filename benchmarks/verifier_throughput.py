@@ -1,4 +1,4 @@
-"""Verifier throughput on MATH-500 reference solutions: answers per second, fast path vs math-verify.
+"""Verifier throughput on MATH-500 reference solutions: answers/second, fast path vs math-verify.
 
 Scores every MATH-500 reference solution against its own gold (nearly all decided by the fast
 path) and against a shuffled gold (mostly math-verify in the worker processes), and writes a JSON
@@ -36,40 +36,66 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="folder holding math500/test.jsonl")
-    parser.add_argument("--workers", type=int, nargs="+", default=[default_num_workers()], help="pool sizes to measure")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="math-verify deadline per answer (s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[default_num_workers()],
+        help="pool sizes to measure",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="math-verify deadline per answer (s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the gold shuffle")
     parser.add_argument(
-        "--output", type=Path, default=REPOSITORY / "benchmarks" / "results" / "verifier_throughput.json",
+        "--output",
+        type=Path,
+        default=REPOSITORY / "benchmarks" / "results" / "verifier_throughput.json",
         help="where to write the JSON",
     )
     return parser.parse_args()
 
 
 def data_folder(explicit: Path | None) -> Path:
-    folder = explicit or Path(os.environ.get("NGRPO_RL_SHARED_DATA") or REPOSITORY.parent / "shared" / "data")
+    folder = explicit or Path(
+        os.environ.get("NGRPO_RL_SHARED_DATA") or REPOSITORY.parent / "shared" / "data"
+    )
     if not (folder / "math500").is_dir():
-        raise SystemExit(f"MATH-500 not found under {folder}; pass --data or set NGRPO_RL_SHARED_DATA")
+        raise SystemExit(
+            f"MATH-500 not found under {folder}; pass --data or set NGRPO_RL_SHARED_DATA"
+        )
     return folder
 
 
 def rate(answers: int, seconds: float) -> dict[str, float]:
-    return {"answers": answers, "seconds": round(seconds, 4), "answers_per_second": round(answers / seconds, 1)}
+    return {
+        "answers": answers,
+        "seconds": round(seconds, 4),
+        "answers_per_second": round(answers / seconds, 1),
+    }
 
 
-def timed_score(verifier: Verifier, completions: Sequence[str], golds: Sequence[str]) -> tuple[list[float], float]:
+def timed_score(
+    verifier: Verifier, completions: Sequence[str], golds: Sequence[str]
+) -> tuple[list[float], float]:
     start = time.perf_counter()
     rewards = verifier.score(completions, golds)
     return rewards, time.perf_counter() - start
 
 
-def measure(num_workers: int, timeout: float, completions: list[str], golds: list[str], fast: list[bool]) -> dict[str, Any]:
+def measure(
+    num_workers: int, timeout: float, completions: list[str], golds: list[str], fast: list[bool]
+) -> dict[str, Any]:
     """Rates for one pool size; each path on its own fresh verifier, so caches start cold."""
     fast_pairs = [(c, g) for c, g, f in zip(completions, golds, fast) if f]
     slow_pairs = [(c, g) for c, g, f in zip(completions, golds, fast) if not f]
     result: dict[str, Any] = {"pool_size": num_workers}
 
-    for label, pairs in (("overall", list(zip(completions, golds))), ("fast_path", fast_pairs), ("math_verify", slow_pairs)):
+    for label, pairs in (
+        ("overall", list(zip(completions, golds))),
+        ("fast_path", fast_pairs),
+        ("math_verify", slow_pairs),
+    ):
         verifier = Verifier(num_workers=num_workers, timeout=timeout)
         start = time.perf_counter()
         verifier.score(["\\boxed{\\sqrt{2}}"], ["\\frac{2}{\\sqrt{2}}"])  # starts the workers
@@ -95,7 +121,10 @@ def main() -> None:
     shuffled = golds[:]
     random.Random(args.seed).shuffle(shuffled)
     completions, all_golds = solutions + solutions, golds + shuffled
-    fast = [fast_match(extract_answer(c) or "", g)[0] is not None for c, g in zip(completions, all_golds)]
+    fast = [
+        fast_match(extract_answer(c) or "", g)[0] is not None
+        for c, g in zip(completions, all_golds)
+    ]
 
     check = Verifier(timeout=args.timeout)
     own = check.score(solutions, golds)
@@ -109,7 +138,9 @@ def main() -> None:
         "answers": len(completions),
         "fast_path_share": round(sum(fast) / len(fast), 3),
         "own_gold_accuracy": round(sum(own) / len(own), 4),
-        "shuffled_gold_false_match_rate": round(sum(crossed[i] for i in differing) / len(differing), 4),
+        "shuffled_gold_false_match_rate": round(
+            sum(crossed[i] for i in differing) / len(differing), 4
+        ),
         "timeout_seconds": args.timeout,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),

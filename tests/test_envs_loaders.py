@@ -1,4 +1,4 @@
-"""load_problems: every supported format, name resolution, and errors that name file, line and field."""
+"""load_problems: every format, name resolution, and errors naming file, line and field."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ngrpo_rl.envs import Problem, load_problems
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    path.write_text(
+        "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+    )
     return path
 
 
@@ -44,23 +46,39 @@ def verl_row(question: str, solution: str, target: str, level: str = "Level 2") 
 def test_math_jsonl_uses_answer_or_else_the_last_boxed_of_the_solution(tmp_path: Path) -> None:
     rows = [
         {"problem": "1+1?", "solution": "It is $\\boxed{2}$.", "answer": "2", "level": 1},
-        {"problem": "Half?", "solution": "First \\boxed{1}, then $\\boxed{\\frac{1}{2}}$.", "level": "Level 3"},
+        {
+            "problem": "Half?",
+            "solution": "First \\boxed{1}, then $\\boxed{\\frac{1}{2}}$.",
+            "level": "Level 3",
+        },
     ]
     problems = load_problems(write_jsonl(tmp_path / "math" / "test.jsonl", rows))
-    assert [(p.problem, p.answer, p.level) for p in problems] == [("1+1?", "2", 1), ("Half?", "\\frac{1}{2}", 3)]
+    assert [(p.problem, p.answer, p.level) for p in problems] == [
+        ("1+1?", "2", 1),
+        ("Half?", "\\frac{1}{2}", 3),
+    ]
     assert [p.id for p in problems] == ["math-test-0", "math-test-1"]
     assert problems[0].source == rows[0]
 
 
 def test_gsm8k_gold_is_after_the_hashes_without_commas(tmp_path: Path) -> None:
-    rows = [{"question": "How many?", "answer": "3 * 411 = <<3*411=1233>>1233\n1233 + 1 = 1234\n#### 1,234"}]
+    rows = [
+        {
+            "question": "How many?",
+            "answer": "3 * 411 = <<3*411=1233>>1233\n1233 + 1 = 1234\n#### 1,234",
+        }
+    ]
     (problem,) = load_problems(write_jsonl(tmp_path / "gsm8k.jsonl", rows))
     assert (problem.id, problem.problem, problem.answer) == ("gsm8k-0", "How many?", "1234")
 
 
 def test_aime_zero_padding_and_amc_floats_are_kept_as_written(tmp_path: Path) -> None:
-    aime = load_problems(write_jsonl(tmp_path / "aime.jsonl", [{"id": 60, "problem": "p", "answer": "025"}]))
-    amc = load_problems(write_jsonl(tmp_path / "amc.jsonl", [{"problem": "p", "question": "p", "answer": 27.0}]))
+    aime = load_problems(
+        write_jsonl(tmp_path / "aime.jsonl", [{"id": 60, "problem": "p", "answer": "025"}])
+    )
+    amc = load_problems(
+        write_jsonl(tmp_path / "amc.jsonl", [{"problem": "p", "question": "p", "answer": 27.0}])
+    )
     assert aime[0].answer == "025" and amc[0].answer == "27.0"
 
 
@@ -78,7 +96,9 @@ def test_olympiadbench_list_answers_lose_dollars_and_are_joined(tmp_path: Path) 
 def test_verl_parquet_reads_the_chat_prompt_and_boxes_the_full_solution(tmp_path: Path) -> None:
     matrix = "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
     rows = [
-        verl_row("Which vector?", f"So $\\boxed{{{matrix}}}$.", target="\\begin{pmatrix}12\\end{pmatrix}"),
+        verl_row(
+            "Which vector?", f"So $\\boxed{{{matrix}}}$.", target="\\begin{pmatrix}12\\end{pmatrix}"
+        ),
         verl_row("Count?", "There are $\\boxed{7}$.", target="7", level="Level ?"),
     ]
     problems = load_problems(write_parquet(tmp_path / "math" / "train.parquet", rows))
@@ -95,7 +115,10 @@ def test_field_mapping_with_dotted_paths_and_solution_answers(tmp_path: Path) ->
     ]
     path = write_jsonl(tmp_path / "custom.jsonl", rows)
     problems = load_problems(path, problem_field="meta.q", answer_field="sol", id_field="uid")
-    assert [(p.id, p.problem, p.answer) for p in problems] == [("a", "What?", "42"), ("b", "Why?", "7")]
+    assert [(p.id, p.problem, p.answer) for p in problems] == [
+        ("a", "What?", "42"),
+        ("b", "Why?", "7"),
+    ]
 
 
 def test_json_list_files_and_limit(tmp_path: Path) -> None:
@@ -110,11 +133,15 @@ def test_huggingface_dataset_objects() -> None:
     rows = [{"question": "q", "answer": "w\n#### 5"}, {"question": "r", "answer": "#### -3"}]
     problems = load_problems(datasets.Dataset.from_list(rows))
     assert [p.answer for p in problems] == ["5", "-3"]
-    splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])})
+    splits = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])}
+    )
     assert len(load_problems(splits, split="test")) == 1
     with pytest.raises(ValueError, match="pass split="):
         load_problems(splits)
-    bad = datasets.Dataset.from_list([{"question": "q", "answer": "#### 1"}, {"question": "r", "answer": "none"}])
+    bad = datasets.Dataset.from_list(
+        [{"question": "q", "answer": "#### 1"}, {"question": "r", "answer": "none"}]
+    )
     with pytest.raises(ValueError, match="row 2 of the dataset.*'answer'"):
         load_problems(bad)
 
@@ -122,11 +149,15 @@ def test_huggingface_dataset_objects() -> None:
 # -- names, folders and splits ---------------------------------------------------------------
 
 
-def test_names_resolve_under_the_data_root_argument_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_names_resolve_under_the_data_root_argument_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_jsonl(tmp_path / "math500" / "test.jsonl", [{"problem": "p", "answer": "1"}])
     write_jsonl(tmp_path / "gsm8k" / "train.jsonl", [{"question": "q", "answer": "#### 2"}])
     write_jsonl(tmp_path / "gsm8k" / "test.jsonl", [{"question": "q", "answer": "#### 3"}])
-    write_parquet(tmp_path / "aime25" / "test-00000-of-00001.parquet", [{"problem": "p", "answer": "4"}])
+    write_parquet(
+        tmp_path / "aime25" / "test-00000-of-00001.parquet", [{"problem": "p", "answer": "4"}]
+    )
     assert load_problems("math500", data_root=tmp_path)[0].answer == "1"
     assert load_problems("MATH-500", data_root=tmp_path)[0].answer == "1"
     assert load_problems("aime2025", data_root=tmp_path)[0].answer == "4"
@@ -151,14 +182,18 @@ def test_a_name_without_a_data_root_says_how_to_set_one(monkeypatch: pytest.Monk
 
 
 def test_bad_json_names_the_file_and_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"problem": "p", "answer": "1"}, "", '{"problem": "p", "answer": '])
+    path = write_jsonl(
+        tmp_path / "bad.jsonl", [{"problem": "p", "answer": "1"}, "", '{"problem": "p", "answer": ']
+    )
     with pytest.raises(ValueError) as error:
         load_problems(path)
     assert f"{path}: line 3: invalid JSON" in str(error.value)
 
 
 def test_a_missing_field_names_file_line_field_and_fix(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "math.jsonl", [{"problem": "p", "answer": "1"}, {"problem": "q", "answr": "2"}])
+    path = write_jsonl(
+        tmp_path / "math.jsonl", [{"problem": "p", "answer": "1"}, {"problem": "q", "answr": "2"}]
+    )
     with pytest.raises(ValueError) as error:
         load_problems(path)
     message = str(error.value)
@@ -167,15 +202,23 @@ def test_a_missing_field_names_file_line_field_and_fix(tmp_path: Path) -> None:
 
 
 def test_a_gsm8k_row_without_hashes_is_refused(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "#### 1"}, {"question": "q", "answer": "2"}])
-    with pytest.raises(ValueError, match=r"line 2: field 'answer' has no '#### <answer>' line; pass answer_field="):
+    path = write_jsonl(
+        tmp_path / "g.jsonl",
+        [{"question": "q", "answer": "#### 1"}, {"question": "q", "answer": "2"}],
+    )
+    with pytest.raises(
+        ValueError, match=r"line 2: field 'answer' has no '#### <answer>' line; pass answer_field="
+    ):
         load_problems(path)
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     rows = [verl_row("q", "\\boxed{1}", "1"), verl_row("r", "there are $\\boxed{}$ primes", "")]
     path = write_parquet(tmp_path / "v.parquet", rows)
-    with pytest.raises(ValueError, match=r"v.parquet: row 2: field 'reward_model.ground_truth.solution' has no \\boxed"):
+    with pytest.raises(
+        ValueError,
+        match=r"v.parquet: row 2: field 'reward_model.ground_truth.solution' has no \\boxed",
+    ):
         load_problems(path)
     with pytest.warns(UserWarning, match="skipped 1 malformed record"):
         assert len(load_problems(path, on_error="skip")) == 1
@@ -183,7 +226,10 @@ def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
 
 def test_unknown_formats_and_mapped_fields_say_what_to_pass(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "x.jsonl", [{"text": "t", "label": "1"}])
-    with pytest.raises(ValueError, match=r"line 1: cannot tell the dataset format.*problem_field= and answer_field="):
+    with pytest.raises(
+        ValueError,
+        match=r"line 1: cannot tell the dataset format.*problem_field= and answer_field=",
+    ):
         load_problems(path)
     assert load_problems(path, problem_field="text", answer_field="label")[0].answer == "1"
     with pytest.raises(ValueError, match=r"line 1: missing field 'lbl' \(found: label, text\)"):
@@ -191,7 +237,10 @@ def test_unknown_formats_and_mapped_fields_say_what_to_pass(tmp_path: Path) -> N
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "problem": "p", "answer": "1"}, {"id": 1, "problem": "q", "answer": "2"}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"id": 1, "problem": "p", "answer": "1"}, {"id": 1, "problem": "q", "answer": "2"}],
+    )
     with pytest.raises(ValueError, match=r"line 2: duplicate id '1' in field 'id'"):
         load_problems(path, id_field="id")
     assert [p.id for p in load_problems(path)] == ["d-0", "d-1"]
@@ -212,7 +261,9 @@ REAL_ROW_COUNTS = {
 
 
 @pytest.mark.parametrize("name, split", list(REAL_ROW_COUNTS))
-def test_real_files_load_with_their_row_counts(shared_data: Path, name: str, split: str | None) -> None:
+def test_real_files_load_with_their_row_counts(
+    shared_data: Path, name: str, split: str | None
+) -> None:
     if not (shared_data / name).is_dir():
         pytest.skip(f"{shared_data / name} is absent")
     problems = load_problems(name, split=split, data_root=shared_data)
@@ -238,4 +289,7 @@ def test_real_math_train_has_two_rows_without_a_boxed_answer(shared_data: Path) 
     with pytest.raises(ValueError, match="row 5342"):
         load_problems("math", split="train", data_root=shared_data)
     with pytest.warns(UserWarning, match="skipped 2"):
-        assert len(load_problems("math", split="train", data_root=shared_data, on_error="skip")) == 7498
+        assert (
+            len(load_problems("math", split="train", data_root=shared_data, on_error="skip"))
+            == 7498
+        )

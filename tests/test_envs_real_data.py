@@ -73,7 +73,9 @@ def test_aime_and_amc_golds_written_as_boxed_integers_score_correct(
     integer_golds = [p for p in problems if _integer(p.answer) is not None]
     assert len(integer_golds) >= count - 1  # AIME 2025 writes one as 336^\circ
     completions = [f"The answer is $\\boxed{{{_integer(p.answer)}}}$." for p in integer_golds]
-    assert verifier.score(completions, [p.answer for p in integer_golds]) == [1.0] * len(integer_golds)
+    assert verifier.score(completions, [p.answer for p in integer_golds]) == [1.0] * len(
+        integer_golds
+    )
 
 
 def _integer(answer: str) -> Optional[int]:

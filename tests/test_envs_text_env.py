@@ -10,7 +10,14 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ngrpo_rl.envs  # noqa: F401  (registers the ids)
-from ngrpo_rl.envs import AnyText, ArithmeticEnv, ArithmeticTask, MathEnv, Problem, score_problems
+from ngrpo_rl.envs import (
+    AnyText,
+    ArithmeticEnv,
+    ArithmeticTask,
+    MathEnv,
+    Problem,
+    score_problems,
+)
 
 
 @pytest.fixture
@@ -119,15 +126,23 @@ def test_vectorised_scoring_matches_step_by_step() -> None:
 def test_arithmetic_is_identical_for_the_same_seed_and_differs_for_another() -> None:
     first, second = ArithmeticEnv(seed=7), ArithmeticEnv(seed=7)
     assert first.problems == second.problems
-    assert [first.reset(seed=s)[0] for s in range(20)] == [second.reset(seed=s)[0] for s in range(20)]
+    assert [first.reset(seed=s)[0] for s in range(20)] == [
+        second.reset(seed=s)[0] for s in range(20)
+    ]
     assert ArithmeticEnv(seed=8).problems != first.problems
-    assert ArithmeticTask(seed=7).problems("train", 300) == ArithmeticTask(seed=7).problems("train", 300)
+    assert ArithmeticTask(seed=7).problems("train", 300) == ArithmeticTask(seed=7).problems(
+        "train", 300
+    )
 
 
 def test_arithmetic_splits_are_disjoint() -> None:
     for seed in (0, 1):
-        train = {p.problem for p in ArithmeticEnv(seed=seed, split="train", num_problems=2000).problems}
-        test = {p.problem for p in ArithmeticEnv(seed=seed, split="test", num_problems=2000).problems}
+        train = {
+            p.problem for p in ArithmeticEnv(seed=seed, split="train", num_problems=2000).problems
+        }
+        test = {
+            p.problem for p in ArithmeticEnv(seed=seed, split="test", num_problems=2000).problems
+        }
         assert train and test and not train & test
 
 
@@ -164,6 +179,9 @@ def test_any_text_space_holds_any_string_up_to_its_length() -> None:
 
 
 def test_loaded_problem_lists_can_be_passed_directly() -> None:
-    problems = [Problem(id="a", problem="1+1", answer="2"), Problem(id="b", problem="2+2", answer="4")]
+    problems = [
+        Problem(id="a", problem="1+1", answer="2"),
+        Problem(id="b", problem="2+2", answer="4"),
+    ]
     env = MathEnv(problems, prompt_template="plain")
     assert env.problems == problems and env.reset(options={"index": 1})[0] == "2+2="

@@ -43,7 +43,13 @@ def test_score_is_exported_and_returns_floats() -> None:
 
 def test_verdicts_carry_extracted_answer_reason_and_method(verifier: Verifier) -> None:
     verdicts = verifier.verify_batch(
-        ["so \\boxed{025}", "#### 1,234", "no idea", "\\boxed{26}", "\\boxed{\\frac{\\sqrt{2}}{2}}"],
+        [
+            "so \\boxed{025}",
+            "#### 1,234",
+            "no idea",
+            "\\boxed{26}",
+            "\\boxed{\\frac{\\sqrt{2}}{2}}",
+        ],
         ["25", "1234", "3", "27.0", "\\frac{1}{\\sqrt{2}}"],
     )
     assert verdicts[0] == Verdict(True, "025", "correct", "numeric")
@@ -61,8 +67,16 @@ def test_verdicts_carry_extracted_answer_reason_and_method(verifier: Verifier) -
         ("\\boxed{(1, 2]}", "(1,2]", True),
         ("\\boxed{x = 5}", "5", True),
         ("\\boxed{\\sqrt{3}}", "\\frac{\\sqrt{2}}{2}", False),
-        ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", True),
-        ("\\boxed{\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", False),
+        (
+            "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+            True,
+        ),
+        (
+            "\\boxed{\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}}",
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+            False,
+        ),
         ("\\boxed{336}", "336^\\circ", True),
         ("\\boxed{\\frac{1}{3}}", "0.333333", True),
     ],
@@ -220,3 +234,28 @@ def test_closed_pool_refuses_work() -> None:
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.map(abs, [-1], deadline=5)
+
+
+def test_a_worker_killed_while_idle_costs_no_item(pool: DeadlinePool) -> None:
+    pool.map(abs, [-1, -2, -3, -4], deadline=5)  # all workers started and idle
+    victim = pool._workers[0].process  # white box: kill one from outside
+    victim.kill()
+    victim.wait(5)
+    results = pool.map(abs, list(range(-40, 0)), deadline=5)
+    assert [r.status for r in results] == ["ok"] * 40
+
+
+def test_a_forked_process_gets_its_own_workers(verifier: Verifier) -> None:
+    assert verifier.score(["\\boxed{\\sqrt{4}}"], ["2"]) == [1.0]  # the parent's workers run
+    started = verifier.pool.stats.workers_started
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            code = 0 if verifier.score(["\\boxed{\\sqrt{9}}"], ["3"]) == [1.0] else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert verifier.score(["\\boxed{\\sqrt{16}}"], ["4"]) == [1.0]  # the parent's still serve
+    assert verifier.pool.stats.workers_started == started
