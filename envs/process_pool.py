@@ -325,8 +325,7 @@ class DeadlinePool:
                     failed_starts += 1
                     if failed_starts >= 3:
                         raise RuntimeError(
-                            "the verifier's worker processes fail to start; last error:\n"
-                            + message[1]
+                            "the pool's worker processes fail to start; last error:\n" + message[1]
                         )
                     give_up(worker)
                 elif message[0] == "died":  # crashed mid-chunk: only its current item is lost
@@ -347,7 +346,7 @@ class DeadlinePool:
                     give_up(worker)
                 elif not worker.ready and now - worker.started_at >= self.startup_timeout:
                     raise RuntimeError(
-                        f"a verifier worker did not start within {self.startup_timeout:g} s"
+                        f"a worker process did not start within {self.startup_timeout:g} s"
                     )
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]

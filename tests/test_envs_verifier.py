@@ -259,3 +259,9 @@ def test_a_forked_process_gets_its_own_workers(verifier: Verifier) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert verifier.score(["\\boxed{\\sqrt{16}}"], ["4"]) == [1.0]  # the parent's still serve
     assert verifier.pool.stats.workers_started == started
+
+
+def test_workers_that_cannot_start_raise_with_their_error() -> None:
+    with DeadlinePool(1, preload=["ngrpo_rl_no_such_module"]) as broken:
+        with pytest.raises(RuntimeError, match="fail to start(.|\n)*ModuleNotFoundError"):
+            broken.map(abs, [-1], deadline=5)
