@@ -1,0 +1,94 @@
+"""Every metric a training iteration reports, defined once.
+
+The result dict of ``algo.train()`` nests these keys by subject (``result["groups"]
+["frac_all_incorrect"]``); TensorBoard tags are the same keys with their slash. ``docs/METRICS.md``
+is generated from this table (``python -m ngrpo_rl.logged_metrics > docs/METRICS.md``) and a test
+checks both that it is current and that every reported key is defined here.
+"""
+
+from __future__ import annotations
+
+METRICS: dict[str, str] = {
+    # rewards
+    "reward/mean": "mean reward of the responses trained on (after shaping such as the overlong penalty)",
+    "reward/accuracy": "fraction of the responses trained on that the verifier scored correct",
+    "reward/sampled_accuracy": "fraction of all responses sampled this iteration (before any group filter) scored correct",
+    # groups (all groups sampled this iteration, before the group filter)
+    "groups/frac_all_incorrect": "fraction of sampled groups in which every response is incorrect (GRPO gives these zero advantage; NGRPO a negative one)",
+    "groups/frac_all_correct": "fraction of sampled groups in which every response is correct",
+    "groups/frac_mixed": "fraction of sampled groups with both correct and incorrect responses",
+    "groups/sampled": "groups generated this iteration, over all sampling rounds",
+    "groups/kept": "groups trained on this iteration (prompts_per_step unless sampling ran out)",
+    "groups/carried_over": "surplus kept groups held for the next iteration",
+    "groups/sampling_rounds": "generation rounds this iteration (more than 1 only with a group filter)",
+    # advantages (responses trained on)
+    "advantages/frac_zero": "fraction of responses trained on whose advantage is 0 (|A| < 1e-8): no gradient from them",
+    "advantages/mean": "mean advantage",
+    "advantages/std": "standard deviation of the advantages",
+    "advantages/min": "smallest advantage",
+    "advantages/max": "largest advantage",
+    # clipping and ratios (response tokens, all optimizer steps of the iteration)
+    "clip/upper_frac": "fraction of response tokens with A > 0 and rho > 1 + epsilon_pos (clipped above: no gradient)",
+    "clip/lower_frac": "fraction of response tokens with A < 0 and rho < 1 - epsilon_neg (clipped below: no gradient)",
+    "clip/dual_frac": "fraction of response tokens with A < 0 where the dual clip -A * c bounds the loss",
+    "ratio/mean": "mean importance ratio rho = exp(logp - old_logp) over response tokens",
+    "ratio/min": "smallest importance ratio",
+    "ratio/max": "largest importance ratio",
+    # policy
+    "policy/entropy": "mean per-token entropy of the policy (logits divided by the temperature) over response tokens",
+    "policy/kl": "mean per-token KL estimate (kl_estimator) to the reference model; 0 when kl_coef = 0",
+    "losses/total": "the minimised loss (policy loss + kl_coef * KL - entropy_coef * entropy), mean over optimizer steps",
+    # responses
+    "response/length_mean": "mean response length in tokens (sampled this iteration)",
+    "response/length_max": "longest response in tokens",
+    "response/truncation_rate": "fraction of responses that hit max_new_tokens without EOS",
+    # verifier
+    "verifier/no_answer_frac": "fraction of sampled responses in which no answer could be extracted",
+    "verifier/timeouts": "responses whose verification ran past the deadline (scored 0)",
+    # optimisation
+    "optim/grad_norm": "global gradient norm before clipping, mean over optimizer steps",
+    "optim/lr": "learning rate after the iteration's last step",
+    "optim/num_updates": "optimizer steps taken since the start",
+    # throughput and time
+    "throughput/tokens_per_s": "response tokens generated per second of generation time",
+    "throughput/samples_per_s": "responses generated per second of generation time",
+    "timers/generate": "seconds generating this iteration",
+    "timers/score": "seconds verifying this iteration",
+    "timers/learn": "seconds in the learner this iteration",
+    "timers/sync": "seconds sending the new weights to the generation workers",
+    "timers/evaluate": "seconds of pass@k evaluation (evaluation iterations only)",
+    "generation/worker_restarts": "generation actors recreated after a crash, since the start",
+}
+
+EVALUATION_METRICS: dict[str, str] = {
+    "evaluation/pass@k": "unbiased pass@k on held-out problems, one entry per k in evaluation_ks",
+    "evaluation/pass@k_auc": "the NGRPO paper's Pass@k AUC over the measured ks (0 to 100)",
+}
+
+
+def is_defined(key: str) -> bool:
+    """True when ``key`` is a defined metric (``evaluation/pass@8`` matches ``evaluation/pass@k``)."""
+    if key in METRICS or key in EVALUATION_METRICS:
+        return True
+    return key.startswith("evaluation/pass@") and key[len("evaluation/pass@"):].isdigit()
+
+
+def markdown_table() -> str:
+    """The docs page: one row per metric."""
+    lines = [
+        "# Logged metrics",
+        "",
+        "Generated from `ngrpo_rl/logged_metrics.py`; do not edit by hand.",
+        "Keys nest in the result dict by their first part (`result['clip']['upper_frac']`);",
+        "TensorBoard tags are the keys as written.",
+        "",
+        "| key | meaning |",
+        "|---|---|",
+    ]
+    for key, meaning in {**METRICS, **EVALUATION_METRICS}.items():
+        lines.append(f"| `{key}` | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
