@@ -1,0 +1,222 @@
+"""End to end on the CPU: every algorithm builds, trains, checkpoints and reports (Ray, tiny model)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from ray.rllib.algorithms.algorithm import Algorithm  # noqa: E402
+
+from ngrpo_rl import advantages, logged_metrics  # noqa: E402
+from ngrpo_rl.algorithms import ALGORITHMS, GRPOConfig, NGRPO, NGRPOConfig  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def small(config, tmp_path, **training):
+    """A config that trains in about a second per iteration on the bundled warm-started model."""
+    settings = dict(group_size=4, prompts_per_step=4, lr=1e-3, micro_batch_size=8)
+    settings.update(training)
+    return (
+        config.environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [1, 2, 3], "seed": 0})
+        .training(**settings)
+        .generation(max_new_tokens=6)
+        .reporting(tensorboard_dir=str(tmp_path / "tb"), log_completions=2)
+        .debugging(seed=0)
+    )
+
+
+def parameters(algo) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in algo.learner.model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_each_algorithm_trains_two_iterations_and_changes_the_policy(name, tmp_path):
+    algo_class, config_class = ALGORITHMS[name]
+    algo = small(config_class(), tmp_path).build_algo()
+    try:
+        assert isinstance(algo, Algorithm) and isinstance(algo, algo_class)
+        before = parameters(algo)
+        for _ in range(2):
+            result = algo.train()
+        assert result["training_iteration"] == 2
+        after = parameters(algo)
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        assert changed, f"{name}: no parameter changed after two iterations"
+    finally:
+        algo.stop()
+
+
+def test_ngrpo_advantages_in_the_batch_match_the_component(tmp_path):
+    algo = small(NGRPOConfig(), tmp_path, group_filter="none").build_algo()
+    try:
+        algo.train()
+        rollouts = algo.last_rollouts
+        expected = advantages.compute("ngrpo", rollouts.grouped(rollouts.rewards), virtual_reward=1.0)
+        torch.testing.assert_close(rollouts.advantages, expected.flatten())
+        # All-wrong groups get NGRPO's calibrated -1/sqrt(G+1), never GRPO's zero.
+        grouped = rollouts.grouped(rollouts.advantages)
+        all_wrong = ~rollouts.grouped(rollouts.correct).any(dim=1)
+        if all_wrong.any():
+            torch.testing.assert_close(
+                grouped[all_wrong], torch.full_like(grouped[all_wrong], -1 / 5 ** 0.5), atol=1e-4, rtol=0
+            )
+    finally:
+        algo.stop()
+
+
+def test_two_epochs_produce_asymmetric_clipping(tmp_path):
+    config = small(NGRPOConfig(), tmp_path, num_epochs=4, minibatch_size=8, lr=3e-3,
+                   group_filter="none", prompts_per_step=8)
+    algo = config.build_algo()
+    try:
+        upper = lower = 0.0
+        for _ in range(3):
+            result = algo.train()
+            upper += result["clip"]["upper_frac"]
+            lower += result["clip"]["lower_frac"]
+        assert upper > 0 and lower > 0
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_round_trip_restores_weights_optimizer_and_data(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    algo = small(NGRPOConfig(), tmp_path).build_algo()
+    try:
+        algo.train()
+        path = algo.save_to_path(str(tmp_path / "checkpoint"))
+        weights = parameters(algo)
+        data_state = algo.train_problems.get_state()
+        optimizer_state = algo.learner.optimizer.state_dict()["state"]
+    finally:
+        algo.stop()
+
+    policy_dir = os.path.join(path, "learner", "policy")
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    assert glob.glob(os.path.join(policy_dir, "*.safetensors"))
+    assert not glob.glob(os.path.join(path, "**", "*.bin"), recursive=True)
+    assert not glob.glob(os.path.join(path, "**", "*.pt"), recursive=True)
+    for name, tensor in model.named_parameters():
+        torch.testing.assert_close(tensor, weights[name])
+
+    restored = NGRPO.from_checkpoint(path)
+    try:
+        assert restored.iteration == 1
+        assert restored.train_problems.get_state() == data_state
+        for name, tensor in parameters(restored).items():
+            torch.testing.assert_close(tensor, weights[name])
+        restored_state = restored.learner.optimizer.state_dict()["state"]
+        for index, state in optimizer_state.items():
+            torch.testing.assert_close(restored_state[index]["exp_avg"], state["exp_avg"])
+        result = restored.train()
+        assert result["training_iteration"] == 2
+    finally:
+        restored.stop()
+
+
+def test_unreadable_checkpoint_is_refused_with_its_path(tmp_path):
+    algo = small(NGRPOConfig(), tmp_path).build_algo()
+    try:
+        path = algo.save_to_path(str(tmp_path / "checkpoint"))
+        os.remove(os.path.join(path, "learner", "optimizer.safetensors"))
+        with pytest.raises(ValueError, match="optimizer.safetensors|learner checkpoint"):
+            algo.restore_from_path(path)
+    finally:
+        algo.stop()
+
+
+def test_result_dict_and_tensorboard_hold_the_explanatory_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    algo = small(NGRPOConfig(), tmp_path).evaluation(
+        evaluation_interval=1, evaluation_num_problems=4, evaluation_samples_per_problem=2,
+        evaluation_ks=(1, 2),
+    ).build_algo()
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    wanted = ["groups/frac_all_incorrect", "groups/frac_all_correct", "groups/frac_mixed",
+              "clip/upper_frac", "clip/lower_frac", "policy/entropy", "reward/mean",
+              "evaluation/pass@1", "evaluation/pass@k_auc"]
+    for key in wanted:
+        head, tail = key.split("/", 1)
+        assert tail in result[head], key
+    fractions = result["groups"]
+    assert fractions["frac_all_incorrect"] + fractions["frac_all_correct"] + fractions["frac_mixed"] == pytest.approx(1.0)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert set(wanted) <= tags
+    flat = {f"{h}/{t}" for h, v in result.items() if isinstance(v, dict) for t in v}
+    ours = {k for k in flat if k.split("/")[0] in {m.split("/")[0] for m in logged_metrics.METRICS} | {"evaluation"}}
+    undefined = sorted(k for k in ours if not logged_metrics.is_defined(k))
+    assert not undefined, f"metrics reported but not defined in logged_metrics: {undefined}"
+
+
+def test_validate_names_the_field():
+    with pytest.raises(ValueError, match="epsilon_neg"):
+        NGRPOConfig().training(epsilon_neg=-0.1).validate()
+    with pytest.raises(ValueError, match="group_size"):
+        GRPOConfig().training(group_size=1).validate()
+    with pytest.raises(ValueError, match="advantage_estimator.*ngrpo"):
+        NGRPOConfig().training(advantage_estimator="nrgpo").validate()
+    with pytest.raises(ValueError, match="group_filter"):
+        NGRPOConfig().training(group_filter="drop_everything").validate()
+    with pytest.raises(TypeError, match="num_workers"):
+        NGRPOConfig().generation(num_workers=2)
+
+
+def test_one_field_ablations():
+    ablated = NGRPOConfig().training(advantage_estimator="grpo")
+    assert (ablated.epsilon_pos, ablated.epsilon_neg) == (0.24, 0.16)
+    assert ablated.advantage_params() == {"std_normalize": True}
+    asymmetric_grpo = GRPOConfig().training(epsilon_pos=0.24, epsilon_neg=0.16)
+    assert asymmetric_grpo.policy_loss_params()["epsilon_pos"] == 0.24
+
+
+def test_tune_grid_over_epsilon_pos_records_hparams(tmp_path):
+    from ray import tune
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = small(NGRPOConfig(), tmp_path).training(epsilon_pos=tune.grid_search([0.2, 0.3]))
+    tuner = tune.Tuner(
+        NGRPO,
+        param_space=config,
+        run_config=tune.RunConfig(
+            stop={"training_iteration": 1}, storage_path=str(tmp_path / "tune"), verbose=0
+        ),
+    )
+    results = tuner.fit()
+    assert len(results) == 2 and not results.errors
+    seen = set()
+    for result in results:
+        hparams = {}
+        for path in glob.glob(os.path.join(result.path, "events.out.tfevents.*")):
+            for event in EventFileLoader(path).Load():
+                for value in event.summary.value:
+                    if value.metadata.plugin_data.plugin_name != "hparams":
+                        continue
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content
+                    )
+                    for key, hp in data.session_start_info.hparams.items():
+                        hparams[key] = hp.number_value
+        assert "epsilon_pos" in hparams, f"no epsilon_pos HParam in {result.path}"
+        seen.add(round(hparams["epsilon_pos"], 6))
+    assert seen == {0.2, 0.3}
