@@ -153,6 +153,11 @@ class RLVRConfig(AlgorithmConfig):
         self.tensorboard_dir = None
         self.log_completions = 4
 
+    def build(self, *args: Any, **kwargs: Any):
+        """Builds the algorithm: RLlib's ``build_algo``, under the name RLlib users know
+        (RLlib 2.60 marks ``build`` deprecated; here it is simply an alias)."""
+        return self.build_algo(*args, **kwargs)
+
     # -- builder sections ----------------------------------------------------------------------
 
     def training(self, **kwargs: Any) -> "RLVRConfig":

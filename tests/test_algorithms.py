@@ -45,7 +45,7 @@ def parameters(algo) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_each_algorithm_trains_two_iterations_and_changes_the_policy(name, tmp_path):
     algo_class, config_class = ALGORITHMS[name]
-    algo = small(config_class(), tmp_path).build_algo()
+    algo = small(config_class(), tmp_path).build()
     try:
         assert isinstance(algo, Algorithm) and isinstance(algo, algo_class)
         before = parameters(algo)
