@@ -1,0 +1,248 @@
+"""The default policy: a tiny character-level model warm-started on the bundled arithmetic task.
+
+``DEFAULT_MODEL = "ngrpo_rl/tiny-arithmetic"`` names it wherever a model path is expected;
+:func:`resolve_model_path` turns the name into a directory, building the model the first time
+(about a minute on 2 CPU cores) and reusing it afterwards. The warm start stops early on purpose:
+one-digit sums come out mostly right, two-digit sums and differences mostly wrong, and sampling at
+temperature 1 still often finds the right answer where greedy decoding does not, the regime in which
+RL has signal and NGRPO's all-incorrect groups occur.
+
+The cache lives in ``$NGRPO_RL_CACHE`` or ``~/.cache/ngrpo_rl``, in a folder named after a hash of
+the :class:`DefaultModelRecipe`, so changing the recipe builds a new model instead of reusing a
+stale one. A file lock keeps two processes from building the same model at once, and the model is
+renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ngrpo_rl.envs.arithmetic import ArithmeticTask
+from ngrpo_rl.envs.templates import render
+
+from ngrpo_rl.models import (
+    build_tiny_model,
+    char_tokenizer,
+    count_parameters,
+    save_model,
+    warm_start,
+)
+from ngrpo_rl.models.io import ModelLoadError, check_model_dir
+from ngrpo_rl.models.tokenizer import CHARACTERS, SPECIAL_TOKENS
+
+DEFAULT_MODEL = "ngrpo_rl/tiny-arithmetic"
+"""The name that stands for the warm-started tiny model in any ``model_name_or_path``."""
+
+STATS_FILE = "warm_start.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultModelRecipe:
+    """Everything that determines the default model; a hash of it names the cache folder."""
+
+    architecture: str = "qwen2"  # transformers architecture of the tiny model
+    hidden_size: int = 128  # residual width
+    num_layers: int = 2  # transformer blocks
+    num_heads: int = 4  # attention heads
+    level_weights: tuple[float, ...] = (3.0, 3.0, 3.0, 1.0, 1.0)  # share of levels 1-5 in the data
+    num_examples: int = 20_000  # distinct (prompt, answer) pairs, from the train split only
+    steps: int = 700  # optimizer steps
+    batch_size: int = 128  # examples per step
+    lr: float = 3e-3  # peak AdamW learning rate
+    seed: int = 1  # problems, their order and the initial weights (see the module doc)
+    prompt_template: str = "plain"  # "23+45=" -> "68"
+    version: int = 1  # bump when code that shapes the model changes
+
+    def fingerprint(self) -> str:
+        """A short hash of the recipe and the tokenizer's vocabulary."""
+        payload = json.dumps(
+            {"recipe": dataclasses.asdict(self), "vocab": list(SPECIAL_TOKENS) + [CHARACTERS]},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+DEFAULT_RECIPE = DefaultModelRecipe()
+
+
+def default_cache_dir() -> Path:
+    """``$NGRPO_RL_CACHE`` if set, else ``~/.cache/ngrpo_rl``."""
+    return Path(os.environ.get("NGRPO_RL_CACHE") or Path.home() / ".cache" / "ngrpo_rl")
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """The directory of ``DEFAULT_MODEL`` (built on first use); other values are returned as is."""
+    if model_name_or_path == DEFAULT_MODEL:
+        return ensure_default_model()
+    return os.fspath(model_name_or_path)
+
+
+def ensure_default_model(
+    cache_dir: str | None = None,
+    *,
+    progress: bool = True,
+    recipe: DefaultModelRecipe = DEFAULT_RECIPE,
+) -> str:
+    """The path of the warm-started default model, building and caching it on first use.
+
+    Args:
+        cache_dir: where models are cached; defaults to :func:`default_cache_dir`.
+        progress: print what is happening and show the warm start's progress bar.
+        recipe: the recipe to build (the default one unless experimenting).
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"tiny-arithmetic-{recipe.fingerprint()}"
+    if _is_complete(path):
+        return str(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(root / f"{path.name}.lock"):
+        if _is_complete(path):  # another process built it while we waited
+            return str(path)
+        if progress:
+            print(f"ngrpo_rl: warm-starting the default model once, into {path}", file=sys.stderr)
+        staging = root / f".{path.name}.staging-{os.getpid()}"
+        build_default_model(staging, recipe, progress=progress)
+        try:
+            os.replace(staging, path)
+        except OSError:
+            # Without file locks (non-POSIX) another process may have won the race.
+            shutil.rmtree(staging, ignore_errors=True)
+            if not _is_complete(path):
+                raise
+    return str(path)
+
+
+def build_default_model(
+    path: os.PathLike | str, recipe: DefaultModelRecipe = DEFAULT_RECIPE, *, progress: bool = True
+) -> dict[str, Any]:
+    """Builds, warm-starts and saves the model of ``recipe`` to ``path``; returns its statistics.
+
+    The statistics (and the recipe) are also written to ``warm_start.json`` next to the weights.
+    """
+    tokenizer = char_tokenizer()
+    model = build_tiny_model(
+        tokenizer,
+        architecture=recipe.architecture,
+        hidden_size=recipe.hidden_size,
+        num_layers=recipe.num_layers,
+        num_heads=recipe.num_heads,
+        seed=recipe.seed,
+    )
+    stats = warm_start(
+        model,
+        tokenizer,
+        warm_start_examples(recipe),
+        steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=recipe.seed,
+        progress=progress,
+    )
+    stats = {
+        **stats,
+        "num_parameters": count_parameters(model),
+        "recipe": dataclasses.asdict(recipe),
+    }
+    save_model(model, tokenizer, path)
+    (Path(path) / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def warm_start_examples(recipe: DefaultModelRecipe = DEFAULT_RECIPE) -> list[tuple[str, str]]:
+    """``(prompt, answer)`` pairs from the train split, levels mixed by ``recipe.level_weights``.
+
+    Problems are drawn as the task draws them, repeats included: level 1 has fewer than a hundred
+    distinct train problems, so they recur, while the larger levels are mostly distinct.
+    """
+    levels = tuple(range(1, len(recipe.level_weights) + 1))
+    rng = random.Random(recipe.seed)
+    drawn = rng.choices(levels, weights=recipe.level_weights, k=recipe.num_examples)
+    streams = {
+        level: ArithmeticTask(levels=(level,), seed=recipe.seed).iter_problems("train")
+        for level in levels
+    }
+    examples = []
+    for level in drawn:
+        problem = next(streams[level])
+        examples.append((render(recipe.prompt_template, problem.problem), problem.answer))
+    return examples
+
+
+def level_accuracies(
+    model_path: str,
+    *,
+    levels: Sequence[int] = (1, 2, 3, 4, 5),
+    num_problems: int = 100,
+    num_samples: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> dict[int, dict[str, float]]:
+    """Held-out accuracy per level: greedy, and pass@1 / pass@k over ``num_samples`` samples.
+
+    Each level is measured on up to ``num_problems`` distinct test problems (level 1 has only
+    about 20, level 2 about 40). A response is right when its text, stripped, equals the gold
+    answer. Returns ``{level: {"greedy", "pass@1", f"pass@{num_samples}", "frac_all_incorrect",
+    "num_problems"}}``.
+    """
+    from ngrpo_rl.generation import SamplingParams, create_backend
+
+    backend = create_backend("hf", model_path, seed=seed)
+    results = {}
+    for level in levels:
+        drawn = ArithmeticTask(levels=(level,), seed=seed).problems("test", n=num_problems)
+        problems = list({problem.id: problem for problem in drawn}.values())
+        prompts = [render("plain", problem.problem) for problem in problems]
+        greedy = backend.generate(prompts, SamplingParams(greedy=True))
+        sampled = backend.generate(
+            prompts, SamplingParams(n=num_samples, temperature=temperature, seed=seed)
+        )
+        right = [
+            [
+                sampled.texts[i * num_samples + j].strip() == problem.answer
+                for j in range(num_samples)
+            ]
+            for i, problem in enumerate(problems)
+        ]
+        results[level] = {
+            "greedy": sum(t.strip() == p.answer for t, p in zip(greedy.texts, problems))
+            / len(problems),
+            "pass@1": sum(map(sum, right)) / (num_samples * len(problems)),
+            f"pass@{num_samples}": sum(map(any, right)) / len(problems),
+            "frac_all_incorrect": sum(not any(r) for r in right) / len(problems),
+            "num_problems": len(problems),
+        }
+    return results
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        check_model_dir(path)
+    except ModelLoadError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``lock_path`` (no-op where ``fcntl`` is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename alone protects the cache
+        yield
+        return
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
