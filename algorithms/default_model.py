@@ -7,6 +7,19 @@ one-digit sums come out mostly right, two-digit sums and differences mostly wron
 temperature 1 still often finds the right answer where greedy decoding does not, the regime in which
 RL has signal and NGRPO's all-incorrect groups occur.
 
+Measured on the held-out split with the default recipe (2 CPU cores, ~50 s of warm start;
+distinct problems per level: 21, 42, then 100; pass@k from 8 samples at temperature 1.0)::
+
+    level   greedy   pass@1   pass@8   all 8 wrong
+      1      0.86     0.83     0.95      0.05
+      2      0.55     0.53     0.67      0.33
+      3      0.19     0.11     0.57      0.43
+      4      0.12     0.07     0.35      0.65
+      5      0.03     0.01     0.09      0.91
+
+A run this short is sensitive to its seed: over seeds 0-2 level 1 ranged from 0.71 to 0.90 and level
+3 from 0.15 to 0.65 (where it has learnt the units digit). Seed 1 gives the profile above.
+
 The cache lives in ``$NGRPO_RL_CACHE`` or ``~/.cache/ngrpo_rl``, in a folder named after a hash of
 the :class:`DefaultModelRecipe`, so changing the recipe builds a new model instead of reusing a
 stale one. A file lock keeps two processes from building the same model at once, and the model is
@@ -59,7 +72,7 @@ class DefaultModelRecipe:
     steps: int = 700  # optimizer steps
     batch_size: int = 128  # examples per step
     lr: float = 3e-3  # peak AdamW learning rate
-    seed: int = 1  # problems, their order and the initial weights (see the module doc)
+    seed: int = 1  # problems, their order, initial weights (see the module doc)
     prompt_template: str = "plain"  # "23+45=" -> "68"
     version: int = 1  # bump when code that shapes the model changes
 
