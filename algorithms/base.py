@@ -176,9 +176,10 @@ class RLVRAlgorithm(Algorithm):
                 break
             batch = self._generate_and_score(self.train_problems.take(cfg.prompts_per_step), metrics)
             sampled.append(batch)
-            keep = group_filters.apply(
-                cfg.group_filter, batch.grouped(batch.rewards), batch.grouped(batch.correct)
-            )
+            # Filters see the verifier's scores, not the shaped rewards: DAPO's dynamic sampling
+            # keeps groups by accuracy, so an overlong penalty must not make a group "mixed".
+            scores = batch.grouped(batch.correct.float())
+            keep = group_filters.apply(cfg.group_filter, scores, batch.grouped(batch.correct))
             kept.append(batch.select_groups(keep))
             rounds += 1
 

@@ -69,7 +69,7 @@ GENERATION_FIELDS: dict[str, str] = {
     "num_cpus_per_generation_worker": "CPUs each generation actor reserves",
     "num_gpus_per_generation_worker": "GPUs each generation actor reserves",
     "generation_backend": "registered generation backend (ngrpo_rl.generation.backends)",
-    "generation_batch_size": "prompts per generate call inside a worker",
+    "generation_batch_size": "sequences (prompts x samples) per generate call inside a worker",
     "device": "auto | cpu | cuda: where the learner runs",
     "dtype": "model dtype for learner and generation (None = the checkpoint's; e.g. bfloat16)",
 }
@@ -136,7 +136,7 @@ class RLVRConfig(AlgorithmConfig):
         self.num_cpus_per_generation_worker = 1
         self.num_gpus_per_generation_worker = 0
         self.generation_backend = "hf"
-        self.generation_batch_size = 64
+        self.generation_batch_size = 256
         self.device = "auto"
         self.dtype = None
 

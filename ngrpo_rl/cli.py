@@ -104,8 +104,21 @@ def load_job(config_file: Optional[Path], overrides: Sequence[str]) -> dict[str,
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        job[key.strip()] = yaml.safe_load(value)
+        job[key.strip()] = parse_value(value)
     return job
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as YAML, except that ``5e-5`` is a float (YAML 1.1 reads it as a string)."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def build_config(job: dict[str, Any]):

@@ -220,3 +220,25 @@ def test_tune_grid_over_epsilon_pos_records_hparams(tmp_path):
         assert "epsilon_pos" in hparams, f"no epsilon_pos HParam in {result.path}"
         seen.add(round(hparams["epsilon_pos"], 6))
     assert seen == {0.2, 0.3}
+
+
+def test_dynamic_sampling_cap_warns_instead_of_crashing(tmp_path, caplog):
+    """An untrained model gets every group wrong, so DAPO's filter keeps none of them."""
+    from ngrpo_rl.algorithms import DAPOConfig
+    from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
+
+    tokenizer = char_tokenizer()
+    save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2), tokenizer,
+               tmp_path / "untrained")
+    config = small(DAPOConfig(), tmp_path, max_sampling_rounds=2).generation(
+        model_name_or_path=str(tmp_path / "untrained"), max_new_tokens=4
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level("WARNING"):
+            result = algo.train()
+        assert result["groups"]["sampling_rounds"] == 2
+        assert result["groups"]["sampled"] == 8 and result["groups"]["kept"] == 0
+        assert any("max_sampling_rounds" in record.getMessage() for record in caplog.records)
+    finally:
+        algo.stop()

@@ -38,11 +38,12 @@ def test_readme_opens_with_the_two_commands():
 def test_job_file_and_overrides_build_the_config(tmp_path):
     job_file = tmp_path / "job.yaml"
     job_file.write_text("algorithm: grpo\ngroup_size: 4\nepsilon_pos: 0.3\n")
-    job = cli.load_job(job_file, ["epsilon_neg=0.1", "evaluation_ks=[1, 2]"])
+    job = cli.load_job(job_file, ["epsilon_neg=0.1", "evaluation_ks=[1, 2]", "lr=5e-5"])
     name, config = cli.build_config(job)
     assert name == "grpo"
     assert (config.group_size, config.epsilon_pos, config.epsilon_neg) == (4, 0.3, 0.1)
     assert config.evaluation_ks == (1, 2)
+    assert config.lr == 5e-5
     assert config.loss_agg_mode == "seq-mean-token-mean"  # GRPO's preset survives
 
 
