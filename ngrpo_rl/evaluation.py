@@ -34,9 +34,9 @@ class PassAtKResult:
         return metrics.pass_at_k_auc(self.overall) if len(self.ks) >= 2 else None
 
     def as_metrics(self, prefix: str = "evaluation/") -> dict[str, float]:
-        out = {f"{prefix}pass@{k}": v for k, v in self.overall.items()}
+        out = {f"{prefix}pass_at_{k}": v for k, v in self.overall.items()}
         if self.auc is not None:
-            out[f"{prefix}pass@k_auc"] = self.auc
+            out[f"{prefix}pass_at_k_auc"] = self.auc
         return out
 
     def format_table(self, title: str = "") -> str:

@@ -61,16 +61,18 @@ METRICS: dict[str, str] = {
 }
 
 EVALUATION_METRICS: dict[str, str] = {
-    "evaluation/pass@k": "unbiased pass@k on held-out problems, one entry per k in evaluation_ks",
-    "evaluation/pass@k_auc": "the NGRPO paper's Pass@k AUC over the measured ks (0 to 100)",
+    "evaluation/pass_at_<k>": "unbiased pass@k on held-out problems, one entry per k in evaluation_ks",
+    "evaluation/pass_at_k_auc": "the NGRPO paper's Pass@k AUC over the measured ks (0 to 100)",
 }
 
 
 def is_defined(key: str) -> bool:
-    """True when ``key`` is a defined metric (``evaluation/pass@8`` matches ``evaluation/pass@k``)."""
+    """True when ``key`` is a defined metric (``evaluation/pass_at_8`` matches
+    ``evaluation/pass_at_<k>``). Keys avoid ``@``: TensorBoard tags may not contain it."""
     if key in METRICS or key in EVALUATION_METRICS:
         return True
-    return key.startswith("evaluation/pass@") and key[len("evaluation/pass@"):].isdigit()
+    prefix = "evaluation/pass_at_"
+    return key.startswith(prefix) and key[len(prefix):].isdigit()
 
 
 def markdown_table() -> str:

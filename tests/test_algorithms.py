@@ -152,7 +152,7 @@ def test_result_dict_and_tensorboard_hold_the_explanatory_metrics(tmp_path):
         algo.stop()
     wanted = ["groups/frac_all_incorrect", "groups/frac_all_correct", "groups/frac_mixed",
               "clip/upper_frac", "clip/lower_frac", "policy/entropy", "reward/mean",
-              "evaluation/pass@1", "evaluation/pass@k_auc"]
+              "evaluation/pass_at_1", "evaluation/pass_at_k_auc"]
     for key in wanted:
         head, tail = key.split("/", 1)
         assert tail in result[head], key

@@ -20,8 +20,8 @@ def test_metrics_doc_is_generated_from_the_catalog():
 
 
 def test_evaluation_keys_are_recognised():
-    assert logged_metrics.is_defined("evaluation/pass@16")
-    assert not logged_metrics.is_defined("evaluation/pass@x")
+    assert logged_metrics.is_defined("evaluation/pass_at_16")
+    assert not logged_metrics.is_defined("evaluation/pass_at_x")
     assert not logged_metrics.is_defined("groups/frac_something_else")
 
 
