@@ -34,7 +34,7 @@ from ngrpo_rl.envs.problems import Problem
 from ngrpo_rl.evaluation import PassAtKResult, evaluate_pass_at_k
 from ngrpo_rl.generation import SamplingParams
 from ngrpo_rl.generation.workers import GenerationPool
-from ngrpo_rl.learner import Learner, LearnerConfig
+from ngrpo_rl.learner import Learner
 from ngrpo_rl.reward_shaping import overlong_penalty
 from ngrpo_rl.rollouts import Rollouts
 
@@ -62,32 +62,7 @@ class RLVRAlgorithm(Algorithm):
             torch.manual_seed(cfg.seed)
         self.model_path = resolve_model_path(cfg.model_name_or_path)
 
-        self.learner = Learner(
-            LearnerConfig(
-                model_name_or_path=self.model_path,
-                lr=cfg.lr,
-                weight_decay=cfg.weight_decay,
-                lr_schedule=cfg.lr_schedule,
-                warmup_steps=cfg.warmup_steps,
-                total_steps=cfg.total_steps,
-                grad_clip=cfg.grad_clip,
-                num_epochs=cfg.num_epochs,
-                minibatch_size=cfg.minibatch_size,
-                micro_batch_size=cfg.micro_batch_size,
-                policy_loss=cfg.policy_loss,
-                policy_loss_params=cfg.policy_loss_params(),
-                loss_agg_mode=cfg.loss_agg_mode,
-                max_new_tokens=cfg.max_new_tokens,
-                kl_coef=cfg.kl_coef,
-                kl_estimator=cfg.kl_estimator,
-                entropy_coef=cfg.entropy_coef,
-                temperature=cfg.temperature,
-                mask_truncated=cfg.mask_truncated,
-                seed=cfg.seed or 0,
-                device=device,
-                dtype=cfg.dtype,
-            )
-        )
+        self.learner = Learner(cfg.learner_config(self.model_path, device))
         self.tokenizer = self.learner.tokenizer
         # The env owns the dataset, the prompt template and the verifier; the tokenizer lets a
         # chat template render prompts the way the policy expects.

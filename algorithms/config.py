@@ -12,6 +12,7 @@ RLlib's reserved names are not reused (``model``, ``num_workers``, ``rollouts()`
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Optional, Sequence
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
@@ -19,7 +20,7 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ngrpo_rl import advantages, group_filters, losses
 from ngrpo_rl.algorithms.default_model import DEFAULT_MODEL
 from ngrpo_rl.generation import backends
-from ngrpo_rl.learner import lr_schedules
+from ngrpo_rl.learner import LearnerConfig, lr_schedules
 
 # Estimators that normalise within a group and so need at least two responses per prompt.
 GROUP_RELATIVE_ESTIMATORS = ("grpo", "ngrpo", "rloo", "dr_grpo")
@@ -291,6 +292,17 @@ class RLVRConfig(AlgorithmConfig):
             "epsilon_neg": self.epsilon_neg,
             "dual_clip_c": self.dual_clip_c,
         }
+
+    def learner_config(self, model_path: str, device: str) -> LearnerConfig:
+        """The learner's settings: every ``LearnerConfig`` field this config has, by name."""
+        shared = {f.name: vars(self)[f.name] for f in fields(LearnerConfig) if f.name in vars(self)}
+        shared.update(
+            model_name_or_path=model_path,
+            policy_loss_params=self.policy_loss_params(),
+            seed=self.seed or 0,
+            device=device,
+        )
+        return LearnerConfig(**shared)
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -189,6 +189,15 @@ def test_one_field_ablations():
     assert asymmetric_grpo.policy_loss_params()["epsilon_pos"] == 0.24
 
 
+def test_learner_config_carries_every_training_field():
+    config = NGRPOConfig().training(lr=3e-4, num_epochs=2, kl_coef=0.1, loss_agg_mode="seq-mean-token-mean")
+    learner_config = config.debugging(seed=5).learner_config("/model", "cpu")
+    assert (learner_config.lr, learner_config.num_epochs, learner_config.kl_coef) == (3e-4, 2, 0.1)
+    assert learner_config.loss_agg_mode == "seq-mean-token-mean" and learner_config.seed == 5
+    assert learner_config.policy_loss_params == {"epsilon_pos": 0.24, "epsilon_neg": 0.16, "dual_clip_c": None}
+    assert learner_config.entropy_coef == 0.001 and learner_config.model_name_or_path == "/model"
+
+
 def test_tune_grid_over_epsilon_pos_records_hparams(tmp_path):
     from ray import tune
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
