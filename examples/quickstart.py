@@ -15,8 +15,8 @@ ray.init(num_cpus=2, include_dashboard=False)
 
 config = (
     NGRPOConfig()
-    .environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [1, 2, 3, 4, 5], "seed": 0})
-    .training(group_size=8, prompts_per_step=16, lr=2e-4, num_epochs=2, minibatch_size=64)
+    .environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [3, 4], "seed": 0, "num_problems": 10000})
+    .training(group_size=8, prompts_per_step=16, lr=1e-4, num_epochs=1, minibatch_size=64)
     .generation(max_new_tokens=8)
     .evaluation(evaluation_num_problems=50, evaluation_samples_per_problem=4, evaluation_ks=(1, 2, 4))
     .debugging(seed=0)

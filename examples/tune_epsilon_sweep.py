@@ -22,12 +22,12 @@ args = parser.parse_args()
 ray.init(num_cpus=2, include_dashboard=False)
 param_space = (
     NGRPOConfig()
-    .environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [1, 2, 3, 4, 5], "seed": 0})
+    .environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [3, 4], "seed": 0, "num_problems": 10000})
     .training(
         group_size=8,
         prompts_per_step=16,
-        lr=2e-4,
-        num_epochs=2,
+        lr=1e-4,
+        num_epochs=1,
         minibatch_size=64,
         epsilon_pos=tune.grid_search([0.2, 0.28]),
         epsilon_neg=tune.grid_search([0.16, 0.2]),
