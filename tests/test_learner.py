@@ -64,6 +64,7 @@ def recorded_gradients(learner: Learner, rollouts: Rollouts) -> dict[str, torch.
     return grads
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 @pytest.mark.parametrize(
     "mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 )
