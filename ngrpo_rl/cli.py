@@ -174,7 +174,9 @@ def run_training(args: argparse.Namespace) -> int:
         if not args.no_evaluation:
             before = algo.evaluate_pass_at_k()
             print(before.format_table(f"held-out pass@k before RL ({algo.model_path}):"))
-        progress = tqdm(range(job["iterations"]), desc=f"{name}", unit="it")
+        # Redrawn often on a terminal; in a log file (CI), a line every 10 s is enough.
+        progress = tqdm(range(job["iterations"]), desc=name, unit="it",
+                        mininterval=0.1 if sys.stderr.isatty() else 10.0)
         for _ in progress:
             result = algo.train()
             progress.set_postfix(
