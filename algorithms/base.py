@@ -26,13 +26,13 @@ from ray.rllib.utils.checkpoints import Checkpointable
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 import ngrpo_rl.envs  # noqa: F401  (registers the gymnasium ids)
-from ngrpo_rl import advantages, group_filters, logged_metrics
+from ngrpo_rl import advantages, group_filters
 from ngrpo_rl.algorithms.config import RLVRConfig
 from ngrpo_rl.algorithms.data import ProblemStream
 from ngrpo_rl.algorithms.default_model import resolve_model_path
 from ngrpo_rl.envs.problems import Problem
 from ngrpo_rl.evaluation import PassAtKResult, evaluate_pass_at_k
-from ngrpo_rl.generation import SamplingParams
+from ngrpo_rl.generation import SamplingParams, derive_seed
 from ngrpo_rl.generation.workers import GenerationPool
 from ngrpo_rl.learner import Learner
 from ngrpo_rl.reward_shaping import overlong_penalty
@@ -161,12 +161,15 @@ class RLVRAlgorithm(Algorithm):
         every = Rollouts.concat(sampled)
         metrics.update(group_filters.group_stats(every.grouped(every.rewards), every.grouped(every.correct)))
         lengths = every.response_lengths()
+        generate_seconds = max(metrics["timers/generate"], 1e-9)
         metrics.update(
             {
                 "reward/sampled_accuracy": float(every.correct.float().mean()),
                 "response/length_mean": float(lengths.mean()),
                 "response/length_max": float(lengths.max()),
                 "response/truncation_rate": float(torch.tensor(every.truncated).float().mean()),
+                "throughput/tokens_per_s": float(lengths.sum()) / generate_seconds,
+                "throughput/samples_per_s": len(every) / generate_seconds,
                 "groups/sampled": float(every.num_groups),
                 "groups/sampling_rounds": float(rounds),
             }
@@ -194,15 +197,11 @@ class RLVRAlgorithm(Algorithm):
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             n=cfg.group_size,
-            seed=_derive_seed(cfg.seed, self.iteration, self.train_problems.index),
+            seed=derive_seed(derive_seed(cfg.seed or 0, self.iteration), self.train_problems.index),
         )
         started = time.perf_counter()
         output = self.generation.generate(prompts, params)
-        elapsed = time.perf_counter() - started
-        _accumulate(metrics, "timers/generate", elapsed)
-        num_tokens = sum(len(r) for r in output.response_token_ids)
-        metrics["throughput/tokens_per_s"] = num_tokens / max(elapsed, 1e-9)
-        metrics["throughput/samples_per_s"] = len(output.texts) / max(elapsed, 1e-9)
+        _accumulate(metrics, "timers/generate", time.perf_counter() - started)
 
         started = time.perf_counter()
         repeated = [p for p in problems for _ in range(cfg.group_size)]
@@ -221,7 +220,7 @@ class RLVRAlgorithm(Algorithm):
                 penalty_factor=cfg.overlong_penalty_factor,
             )
         return Rollouts(
-            problem_ids=[p.id for p in problems for _ in range(cfg.group_size)],
+            problem_ids=[p.id for p in repeated],
             golds=golds,
             prompt_token_ids=output.prompt_token_ids,
             response_token_ids=output.response_token_ids,
@@ -260,7 +259,7 @@ class RLVRAlgorithm(Algorithm):
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.evaluation_temperature,
             top_p=cfg.evaluation_top_p,
-            seed=_derive_seed(cfg.seed, 10**6 + self.iteration, 0),
+            seed=derive_seed(derive_seed(cfg.seed or 0, self.iteration), -1),  # -1: never a data index
         )
         return evaluate_pass_at_k(
             self.generation.generate,
@@ -420,10 +419,6 @@ def _worker_device(cfg: RLVRConfig) -> str:
     return "cuda" if cfg.num_gpus_per_generation_worker else "cpu"
 
 
-def _derive_seed(seed: Optional[int], iteration: int, position: int) -> int:
-    return hash((seed or 0, iteration, position)) % (2**31)
-
-
 def _accumulate(metrics: dict[str, float], key: str, value: float) -> None:
     metrics[key] = metrics.get(key, 0.0) + value
 
@@ -440,4 +435,4 @@ def _nest(flat: dict[str, float]) -> dict[str, Any]:
     return nested
 
 
-__all__ = ["RLVRAlgorithm", "RLVRConfig", "logged_metrics"]
+__all__ = ["RLVRAlgorithm", "RLVRConfig"]

@@ -93,7 +93,6 @@ class Learner:
 
     def __init__(self, config: LearnerConfig) -> None:
         self.config = config
-        torch.manual_seed(config.seed)
         self.model, self.tokenizer = load_model(
             config.model_name_or_path, dtype=config.dtype, device=config.device
         )
