@@ -19,7 +19,9 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 if [ "$torch_spec" != skip ]; then
-  .venv/bin/python -m pip install -q "$torch_spec"
+  # Unquoted on purpose: TORCH_SPEC may carry pip options, e.g. "torch==2.13.0 --index-url URL".
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q $torch_spec
 fi
 .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
 echo "$want" > "$stamp"
