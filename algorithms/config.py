@@ -287,11 +287,13 @@ class RLVRConfig(AlgorithmConfig):
         return advantages.bind_params(self.advantage_estimator, candidates)
 
     def policy_loss_params(self) -> dict[str, Any]:
-        return {
+        """The config fields the chosen policy loss accepts."""
+        candidates = {
             "epsilon_pos": self.epsilon_pos,
             "epsilon_neg": self.epsilon_neg,
             "dual_clip_c": self.dual_clip_c,
         }
+        return losses.bind_policy_loss_params(self.policy_loss, candidates)
 
     def learner_config(self, model_path: str, device: str) -> LearnerConfig:
         """The learner's settings: every ``LearnerConfig`` field this config has, by name."""

@@ -19,7 +19,6 @@ returned in the dtype of ``rewards``.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ngrpo_rl.registry import Registry
+from ngrpo_rl.registry import Registry, bind_keywords, keyword_parameters
 
 AdvantageEstimator = Callable[..., Tensor]
 
@@ -49,18 +48,6 @@ def get(name: str) -> AdvantageEstimator:
     return estimators.get(name)
 
 
-def _accepted_keywords(fn: Callable[..., Any]) -> tuple[set[str], bool]:
-    """Keyword parameter names of ``fn`` after its first (rewards) argument, and whether it takes **kwargs."""
-    parameters = list(inspect.signature(fn).parameters.values())[1:]
-    names = {
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-    return names, takes_any
-
-
 def bind_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of ``params`` that estimator ``name`` accepts as keyword arguments.
 
@@ -68,8 +55,7 @@ def bind_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     ``compute(name, rewards, **bind_params(name, config))``. An estimator that takes ``**kwargs``
     receives every entry except ``rewards``.
     """
-    names, takes_any = _accepted_keywords(get(name))
-    return {k: v for k, v in params.items() if k != "rewards" and (takes_any or k in names)}
+    return bind_keywords(get(name), params, skip=1)
 
 
 def validate_rewards(rewards: Tensor) -> None:
@@ -106,7 +92,7 @@ def compute(name: str, rewards: Tensor, **params: Any) -> Tensor:
     """
     fn = get(name)
     validate_rewards(rewards)
-    names, takes_any = _accepted_keywords(fn)
+    names, takes_any = keyword_parameters(fn, skip=1)
     unknown = sorted(set(params) - names) if not takes_any else []
     if unknown:
         raise TypeError(

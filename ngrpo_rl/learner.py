@@ -123,9 +123,11 @@ class Learner:
         cfg = self.config
         started = time.perf_counter()
         batch = pad_batch(
-            rollouts.prompt_token_ids, rollouts.response_token_ids, self.tokenizer.pad_token_id
+            rollouts.prompt_token_ids,
+            rollouts.response_token_ids,
+            self.tokenizer.pad_token_id,
+            device=cfg.device,
         )
-        batch = {k: v.to(cfg.device) for k, v in batch.items()}
         mask = batch["response_mask"].to(torch.float32)
         if cfg.mask_truncated:  # DAPO's overlong filtering: truncated responses teach nothing
             mask = mask * ~torch.tensor(rollouts.truncated, device=mask.device)[:, None]

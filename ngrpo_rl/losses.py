@@ -11,7 +11,6 @@ Three registries make each piece pluggable by name: ``policy_losses`` (``ppo_cli
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ngrpo_rl.registry import Registry
+from ngrpo_rl.registry import Registry, bind_keywords
 
 # ---- input checks ------------------------------------------------------------------------------
 
@@ -54,15 +53,6 @@ def _check_logps(logp: Tensor, other: Tensor, other_name: str) -> None:
         raise ValueError(f"logp must have shape [B, T], got {tuple(logp.shape)}")
     if other.shape != logp.shape:
         raise ValueError(f"{other_name} must have the shape of logp {tuple(logp.shape)}, got {tuple(other.shape)}")
-
-
-def _accepted_params(fn: Callable[..., Any], params: Mapping[str, Any], positional: int) -> dict[str, Any]:
-    """The entries of ``params`` that ``fn`` accepts as keywords after its ``positional`` arguments."""
-    parameters = list(inspect.signature(fn).parameters.values())[positional:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return dict(params)
-    names = {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
-    return {k: v for k, v in params.items() if k in names}
 
 
 # ---- policy losses -----------------------------------------------------------------------------
@@ -154,7 +144,7 @@ def available_policy_losses() -> list[str]:
 
 def bind_policy_loss_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of ``params`` (e.g. a whole config) that policy loss ``name`` accepts."""
-    return _accepted_params(policy_losses.get(name), params, positional=4)
+    return bind_keywords(policy_losses.get(name), params, skip=4)
 
 
 def compute_policy_loss(

@@ -7,7 +7,8 @@ of valid ones, so a typo in a config is caught with a message that says how to f
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -66,3 +67,24 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def keyword_parameters(fn: Callable[..., Any], skip: int) -> tuple[set[str], bool]:
+    """The names ``fn`` accepts as keywords after its first ``skip`` (tensor) arguments, and
+    whether it also takes ``**kwargs``."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    later = parameters[skip:]
+    names = {
+        p.name
+        for p in later
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in later)
+
+
+def bind_keywords(fn: Callable[..., Any], params: Mapping[str, Any], skip: int) -> dict[str, Any]:
+    """The entries of ``params`` (e.g. a whole config) that ``fn`` accepts as keywords after its
+    first ``skip`` arguments; a ``**kwargs`` component gets every entry but those arguments."""
+    names, takes_any = keyword_parameters(fn, skip)
+    leading = {p.name for p in list(inspect.signature(fn).parameters.values())[:skip]}
+    return {k: v for k, v in params.items() if k not in leading and (takes_any or k in names)}

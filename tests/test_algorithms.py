@@ -253,3 +253,15 @@ def test_dynamic_sampling_cap_warns_instead_of_crashing(tmp_path, caplog):
         assert any("max_sampling_rounds" in record.getMessage() for record in caplog.records)
     finally:
         algo.stop()
+
+
+def test_policy_loss_params_follow_the_chosen_loss_signature():
+    from ngrpo_rl import losses
+
+    @losses.register_policy_loss("test_only_upper_clip")
+    def only_upper(logp, old_logp, advantages, mask, *, epsilon_pos=0.2):
+        return losses.ppo_clip(logp, old_logp, advantages, mask, epsilon_pos=epsilon_pos)
+
+    config = NGRPOConfig().training(policy_loss="test_only_upper_clip")
+    config.validate()
+    assert config.policy_loss_params() == {"epsilon_pos": 0.24}
