@@ -24,6 +24,10 @@ The cache lives in ``$NGRPO_RL_CACHE`` or ``~/.cache/ngrpo_rl``, in a folder nam
 the :class:`DefaultModelRecipe`, so changing the recipe builds a new model instead of reusing a
 stale one. A file lock keeps two processes from building the same model at once, and the model is
 renamed into place only when complete.
+
+:func:`resolve_model_path` also resolves the other values of ``model_name_or_path``, offline: a
+local folder stays as it is, and a Hugging Face Hub id such as ``"Qwen/Qwen2.5-Math-1.5B"``
+becomes its snapshot folder in the local Hugging Face cache (:func:`hf_hub_cache_dir`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -93,11 +98,139 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("NGRPO_RL_CACHE") or Path.home() / ".cache" / "ngrpo_rl")
 
 
-def resolve_model_path(model_name_or_path: str) -> str:
-    """The directory of ``DEFAULT_MODEL`` (built on first use); other values are returned as is."""
-    if model_name_or_path == DEFAULT_MODEL:
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """``model_name_or_path`` is neither a local folder nor a Hub id in the local HF cache.
+
+    A :class:`~ngrpo_rl.models.io.ModelLoadError` and a ``FileNotFoundError``; the message names
+    the value, the folder or cache searched, and the fix.
+    """
+
+
+_HUB_ID = re.compile(r"^(?P<repo_id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[^\s@]+))?$")
+
+
+def resolve_model_path(model_name_or_path: str | os.PathLike[str]) -> str:
+    """The local folder that ``model_name_or_path`` designates, never touching the network.
+
+    - ``DEFAULT_MODEL`` -> the warm-started tiny model's folder (built on first use);
+    - an existing local folder -> itself, unchanged;
+    - a Hugging Face Hub id ``org/name`` or ``org/name@revision`` (a branch, tag or commit) -> its
+      snapshot folder in the local Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``,
+      else ``~/.cache/huggingface/hub``; see :func:`hf_hub_cache_dir`), found with
+      ``huggingface_hub.snapshot_download(..., local_files_only=True)``.
+
+    Raises:
+        ModelNotFoundError: the id is not in the cache (the message names the id, the cache folder
+            and how to download it), or the value is neither a folder nor a Hub id.
+    """
+    value = os.fspath(model_name_or_path)
+    if value == DEFAULT_MODEL:
         return ensure_default_model()
-    return os.fspath(model_name_or_path)
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return value
+    if path.exists():
+        raise ModelNotFoundError(
+            f"model_name_or_path={value!r} is a file, not a model folder; pass the folder that "
+            "holds config.json and the safetensors weights, or a Hugging Face Hub id 'org/name'"
+        )
+    match = _HUB_ID.match(value)
+    if match is None or not _is_valid_repo_id(match["repo_id"]):
+        hint = (
+            "; for a Hugging Face Hub model give its full id 'org/name'"
+            if "/" not in value and "\\" not in value
+            else ""
+        )
+        raise ModelNotFoundError(
+            f"model_name_or_path={value!r}: no such folder ({str(path.absolute())!r} does not "
+            f"exist); pass a local Hugging Face model folder, a Hub id 'org/name' in the local "
+            f"Hugging Face cache, or {DEFAULT_MODEL!r}{hint}"
+        )
+    return _cached_snapshot(value, match["repo_id"], match["revision"])
+
+
+def hf_hub_cache_dir() -> Path:
+    """The Hugging Face Hub cache folder, read from the environment at call time.
+
+    ``$HF_HUB_CACHE``, else the legacy ``$HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``: the order
+    ``huggingface_hub`` uses. It is read here rather than taken from ``huggingface_hub.constants``,
+    which freezes the environment of the moment it was first imported.
+    """
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.path.expandvars(os.environ[variable])).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface",
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def _is_valid_repo_id(repo_id: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _cached_snapshot(value: str, repo_id: str, revision: str | None) -> str:
+    """The snapshot folder of ``repo_id`` at ``revision`` in the local cache, or a clear error."""
+    from huggingface_hub import errors, snapshot_download
+
+    # IncompleteSnapshotError (a LocalEntryNotFoundError) is absent from older huggingface_hub.
+    incomplete = getattr(errors, "IncompleteSnapshotError", None)
+
+    cache = hf_hub_cache_dir()
+    download = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+    fix = (
+        f"Nothing is downloaded here: download it where there is network with `{download}` "
+        "(`huggingface-cli download` on older huggingface_hub) and bring that cache here, "
+        "pointing HF_HUB_CACHE or HF_HOME at it, or pass a local model folder"
+    )
+    try:
+        snapshot = snapshot_download(
+            repo_id, revision=revision, cache_dir=cache, local_files_only=True
+        )
+    except errors.LocalEntryNotFoundError as error:
+        at = f" at revision {revision!r}" if revision else ""
+        folder = cache / ("models--" + repo_id.replace("/", "--"))
+        cached = _cached_revisions(folder)
+        held = (
+            f" ({folder.name} there holds the revisions {', '.join(cached)})"
+            if cached
+            else f" (it has no {folder.name} folder)"
+        )
+        detail = f" ({error})" if incomplete is not None and isinstance(error, incomplete) else ""
+        raise ModelNotFoundError(
+            f"model_name_or_path={value!r}: there is no such local folder, and the Hugging Face "
+            f"Hub model {repo_id!r}{at} is not in the local Hugging Face cache {str(cache)!r}"
+            f"{held}{detail}. {fix}"
+        ) from error
+    try:
+        check_model_dir(snapshot)
+    except ModelLoadError as error:
+        raise ModelNotFoundError(
+            f"model_name_or_path={value!r}: the Hugging Face cache holds only part of {repo_id!r}: "
+            f"{error}. {fix}"
+        ) from error
+    return snapshot
+
+
+def _cached_revisions(folder: Path) -> list[str]:
+    """The branch or tag names and commit hashes cached for one repository, for error messages."""
+    refs = folder / "refs"
+    names = (
+        sorted(str(ref.relative_to(refs)) for ref in refs.rglob("*") if ref.is_file())
+        if refs.is_dir()
+        else []
+    )
+    snapshots = folder / "snapshots"
+    commits = sorted(p.name for p in snapshots.iterdir()) if snapshots.is_dir() else []
+    return names + [commit for commit in commits if commit not in names]
 
 
 def ensure_default_model(

@@ -3,7 +3,8 @@
 - ``score(completions, golds)`` -> rewards (1.0 / 0.0); ``verify_batch`` -> ``Verdict``s with the
   extracted answer and the reason; ``configure_verifier`` sets the worker count and deadline.
 - ``load_problems(path_or_name, ...)`` reads MATH, MATH-500, GSM8K, AIME, AMC, OlympiadBench and
-  any jsonl / parquet / ``datasets`` object into ``Problem``s.
+  any jsonl / parquet / ``datasets`` object into ``Problem``s; without ``split=`` a dataset with
+  several splits gives its ``"train"`` split (``choose_split``).
 - ``ArithmeticTask``: the bundled procedural task.
 - gymnasium ids ``ngrpo_rl/Arithmetic-v0`` and ``ngrpo_rl/Math-v0``, registered on import.
 """
@@ -11,10 +12,14 @@
 from __future__ import annotations
 
 import gymnasium
-
 from ngrpo_rl.envs.arithmetic import ArithmeticTask, evaluate_expression
 from ngrpo_rl.envs.extraction import answer_extractors, extract_answer, last_boxed
-from ngrpo_rl.envs.loaders import load_problems, resolve_dataset
+from ngrpo_rl.envs.loaders import (
+    SplitNotFoundError,
+    choose_split,
+    load_problems,
+    resolve_dataset,
+)
 from ngrpo_rl.envs.problems import Problem
 from ngrpo_rl.envs.spaces import AnyText
 from ngrpo_rl.envs.templates import render, templates
@@ -41,18 +46,20 @@ for _env_id, _entry_point in ENV_IDS.items():
         gymnasium.register(id=_env_id, entry_point=_entry_point)
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
+    "ENV_IDS",
     "AnyText",
     "ArithmeticEnv",
     "ArithmeticTask",
-    "DEFAULT_TIMEOUT",
-    "ENV_IDS",
     "MathEnv",
     "MathTextEnv",
     "Problem",
+    "SplitNotFoundError",
     "Verdict",
     "Verifier",
     "VerifierStats",
     "answer_extractors",
+    "choose_split",
     "configure_verifier",
     "evaluate_expression",
     "extract_answer",

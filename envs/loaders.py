@@ -4,11 +4,12 @@ Nothing is ever downloaded. A dataset is named by
 
 - a file path (``.jsonl``, ``.json`` holding a list of records, ``.parquet``);
 - a directory holding one file per split (``test.jsonl``, ``train.parquet``,
-  ``test-00000-of-00001.parquet``), with ``split=`` choosing among them;
+  ``test-00000-of-00001.parquet``), with ``split=`` choosing among them: by default the
+  ``"train"`` split where there is one, else the only split (``choose_split``);
 - a short name (``"math500"``, ``"gsm8k"``, ``"aime24"``, ``"aime25"``, ``"amc23"``,
   ``"olympiadbench"``, ``"math"``, or any folder name) resolved under a data root: the
   ``data_root=`` argument or the ``NGRPO_RL_DATA`` environment variable;
-- a Hugging Face ``datasets.Dataset`` (or a ``DatasetDict`` with ``split=``).
+- a Hugging Face ``datasets.Dataset`` (or a ``DatasetDict``, whose split is chosen the same way).
 
 The record format is detected from the fields (see ``row_formats``) unless ``problem_field`` /
 ``answer_field`` name them. A malformed record raises ``ValueError`` naming the file, the line
@@ -23,8 +24,9 @@ import dataclasses
 import json
 import os
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping, Optional, Union
+from typing import Any, Literal
 
 from ngrpo_rl.envs.problems import Problem
 from ngrpo_rl.envs.row_formats import (
@@ -57,6 +59,14 @@ _SPLIT_STEMS = ("train", "test", "validation", "val", "dev")
 Record = Mapping[str, Any]
 
 
+class SplitNotFoundError(FileNotFoundError, ValueError):
+    """A dataset has no split of the name asked for; the message lists the splits it has.
+
+    A ``FileNotFoundError`` (no such split file in a folder) and a ``ValueError`` (no such key in a
+    ``DatasetDict``), as these were raised before.
+    """
+
+
 @dataclasses.dataclass(frozen=True)
 class _Unreadable:
     """Stands in for a record that could not be read (bad JSON); ``reason`` says why."""
@@ -65,14 +75,14 @@ class _Unreadable:
 
 
 def load_problems(
-    path_or_name: Union[str, os.PathLike, Any],
+    path_or_name: str | os.PathLike | Any,
     *,
-    split: Optional[str] = None,
-    problem_field: Optional[str] = None,
-    answer_field: Optional[str] = None,
-    id_field: Optional[str] = None,
-    limit: Optional[int] = None,
-    data_root: Union[str, os.PathLike, None] = None,
+    split: str | None = None,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
+    id_field: str | None = None,
+    limit: int | None = None,
+    data_root: str | os.PathLike | None = None,
     on_error: Literal["raise", "skip"] = "raise",
 ) -> list[Problem]:
     """Reads a math dataset as ``Problem``s (id, problem, answer, level, and the record as source).
@@ -81,7 +91,9 @@ def load_problems(
         path_or_name: a file, a directory of split files, a dataset name under the data root, or a
             ``datasets.Dataset`` / ``DatasetDict``.
         split: which split file of a directory (``"test"``, ``"train"``), or which split of a
-            ``DatasetDict``; needed only where there are several.
+            ``DatasetDict``. Default: ``"train"`` where there is one, else the only split (an
+            error where there are several and none is ``"train"``). Ignored for a single file
+            or ``Dataset``.
         problem_field: the field holding the problem (dotted paths reach into nested records);
             default: detected from the record format.
         answer_field: the field holding the gold answer (or a solution ending in ``\\boxed{}`` or
@@ -93,8 +105,10 @@ def load_problems(
 
     Raises:
         FileNotFoundError: no such file, or the name is not under the data root.
+        SplitNotFoundError: the dataset has no split ``split`` (the message lists the splits it
+            has); both a ``FileNotFoundError`` and a ``ValueError``.
         ValueError: a malformed record (with file, line and field), an undetectable format, an
-            ambiguous split, or duplicate ids.
+            ambiguous split (several, none ``"train"``), or duplicate ids.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be non-negative, got {limit}")
@@ -114,10 +128,10 @@ def load_problems(
 
 
 def resolve_dataset(
-    path_or_name: Union[str, os.PathLike],
+    path_or_name: str | os.PathLike,
     *,
-    split: Optional[str] = None,
-    data_root: Union[str, os.PathLike, None] = None,
+    split: str | None = None,
+    data_root: str | os.PathLike | None = None,
 ) -> list[Path]:
     """The file(s) that ``path_or_name`` and ``split`` designate (several for sharded splits)."""
     path = Path(path_or_name).expanduser()
@@ -140,7 +154,7 @@ def resolve_dataset(
         if candidate.is_file():
             return [candidate]
         if candidate.is_dir():
-            return _split_files(candidate, split)
+            return _split_files(candidate, split, name)
     known = sorted(entry.name for entry in root_path.iterdir()) if root_path.is_dir() else []
     raise FileNotFoundError(
         f"no dataset {name!r} under the data root {str(root_path)!r}"
@@ -148,20 +162,47 @@ def resolve_dataset(
     )
 
 
-def _split_files(folder: Path, split: Optional[str]) -> list[Path]:
+def _split_files(folder: Path, split: str | None, name: str | None = None) -> list[Path]:
+    """The files of ``split`` in ``folder``; ``split=None`` picks it by :func:`choose_split`."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in SUFFIXES)
     splits = sorted({p.stem.split("-")[0] for p in files})
+    what = f"the dataset {name or folder.name!r} ({folder})"
+    if not splits:
+        raise FileNotFoundError(
+            f"{what} holds no split files (.jsonl, .json or .parquet named after their split, "
+            "e.g. train.jsonl and test.jsonl)"
+        )
+    split = choose_split(splits, split, what)
+    return [p for p in files if p.stem == split or p.stem.startswith(f"{split}-")]
+
+
+def choose_split(splits: Sequence[str], split: str | None, what: str = "the dataset") -> str:
+    """The split to read: ``split`` if given, else ``"train"`` if present, else the only one.
+
+    This is the rule for every dataset with several splits (a folder of split files or a
+    ``DatasetDict``), so that ``dataset="gsm8k"`` trains on its train split while the held-out
+    evaluation passes ``split="test"``.
+
+    Raises:
+        SplitNotFoundError: ``split`` is not among ``splits`` (the message names ``what``, the
+            split and the splits there are).
+        ValueError: ``split`` is None, there is no ``"train"`` split and several others.
+    """
+    available = sorted(splits)
     if split is None:
-        if len(splits) != 1:
-            raise ValueError(
-                f"{folder} holds the splits {splits or 'none (no .jsonl, .json, .parquet files)'}; "
-                "pass split= to choose one"
-            )
-        split = splits[0]
-    chosen = [p for p in files if p.stem == split or p.stem.startswith(f"{split}-")]
-    if not chosen:
-        raise FileNotFoundError(f"{folder} has no split {split!r}; it holds {splits}")
-    return chosen
+        if "train" in available:
+            return "train"
+        if len(available) == 1:
+            return available[0]
+        raise ValueError(
+            f"{what} has the splits {available} and none is 'train'; pass split= to choose one"
+        )
+    if split not in available:
+        raise SplitNotFoundError(
+            f"{what} has no split {split!r}; it has the splits {available}; "
+            "pass one of them as split="
+        )
+    return split
 
 
 def _dataset_name(file: Path) -> str:
@@ -172,7 +213,7 @@ def _dataset_name(file: Path) -> str:
 def _read_records(file: Path) -> Iterator[tuple[str, Record]]:
     """``(location, record)`` pairs; the location (``"file: line 3"``) is for error messages."""
     if file.suffix == ".parquet":
-        import pyarrow.parquet as parquet
+        from pyarrow import parquet
 
         table = parquet.read_table(file)
         for number, row in enumerate(table.to_pylist(), 1):
@@ -206,15 +247,15 @@ def _read_records(file: Path) -> Iterator[tuple[str, Record]]:
 def _to_problems(
     records: Iterator[tuple[str, Any]],
     name: str,
-    problem_field: Optional[str],
-    answer_field: Optional[str],
-    id_field: Optional[str],
-    limit: Optional[int],
+    problem_field: str | None,
+    answer_field: str | None,
+    id_field: str | None,
+    limit: int | None,
     on_error: str,
 ) -> list[Problem]:
     problems: list[Problem] = []
     first_seen: dict[str, str] = {}
-    format_: Optional[RowFormat] = None
+    format_: RowFormat | None = None
     skipped: list[str] = []
     for index, (location, row) in enumerate(records):
         if limit is not None and len(problems) >= limit:
@@ -254,7 +295,7 @@ def _to_problems(
 
 
 def _choose_format(
-    row: Record, problem_field: Optional[str], answer_field: Optional[str]
+    row: Record, problem_field: str | None, answer_field: str | None
 ) -> RowFormat:
     if problem_field or answer_field:
         return mapped_format(problem_field, answer_field, row)
@@ -277,17 +318,14 @@ def _is_hf_dataset(obj: Any) -> bool:
     return isinstance(obj, (datasets.Dataset, datasets.DatasetDict))
 
 
-def _select_hf_split(obj: Any, split: Optional[str]) -> Any:
+def _select_hf_split(obj: Any, split: str | None) -> Any:
     import datasets
 
     if not isinstance(obj, datasets.DatasetDict):
         return obj
-    if split is None:
-        if len(obj) != 1:
-            raise ValueError(
-                f"the DatasetDict holds the splits {sorted(obj)}; pass split= to choose one"
-            )
-        return next(iter(obj.values()))
-    if split not in obj:
-        raise ValueError(f"the DatasetDict has no split {split!r}; it holds {sorted(obj)}")
-    return obj[split]
+    first = next(iter(obj.values()), None)
+    name = getattr(getattr(first, "info", None), "dataset_name", None)
+    what = f"the DatasetDict {name!r}" if name else "the DatasetDict"
+    if not obj:
+        raise ValueError(f"{what} holds no splits")
+    return obj[choose_split(list(obj), split, what)]

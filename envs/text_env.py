@@ -16,15 +16,17 @@ Registered ids (on ``import ngrpo_rl.envs``):
 - ``ngrpo_rl/Arithmetic-v0`` -> ``ArithmeticEnv(levels, seed, split, num_problems, test_fraction,
   prompt_template="plain", ...)``: the bundled task, no download.
 - ``ngrpo_rl/Math-v0`` -> ``MathEnv(dataset, split, problem_field, answer_field, id_field, limit,
-  data_root, on_error, prompt_template="boxed", ...)``: any dataset ``load_problems`` reads.
+  data_root, on_error, prompt_template="official", ...)``: any dataset ``load_problems`` reads;
+  without ``split=`` a dataset with several splits gives its ``"train"`` split (the training
+  loop's held-out env passes ``split="test"``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
-
 from ngrpo_rl.envs.arithmetic import LEVELS, ArithmeticTask
 from ngrpo_rl.envs.loaders import load_problems
 from ngrpo_rl.envs.problems import Problem
@@ -40,8 +42,8 @@ def score_problems(
     problems: Sequence[Problem],
     completions: Sequence[str],
     *,
-    verifier: Optional[Verifier] = None,
-    timeout: Optional[float] = None,
+    verifier: Verifier | None = None,
+    timeout: float | None = None,
 ) -> list[Verdict]:
     """Verifies ``completions[i]`` against ``problems[i].answer``, all in one batch.
 
@@ -70,18 +72,18 @@ class MathTextEnv(gym.Env[str, str]):
         timeout: math-verify deadline per answer in seconds (default: the verifier's).
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
         problems: Sequence[Problem],
         *,
         prompt_template: str = "plain",
-        tokenizer: Optional[Any] = None,
+        tokenizer: Any | None = None,
         max_prompt_length: int = DEFAULT_MAX_PROMPT_LENGTH,
         max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH,
-        verifier: Optional[Verifier] = None,
-        timeout: Optional[float] = None,
+        verifier: Verifier | None = None,
+        timeout: float | None = None,
     ) -> None:
         if not problems:
             raise ValueError("the environment needs at least one problem")
@@ -96,8 +98,8 @@ class MathTextEnv(gym.Env[str, str]):
         self._by_id = {problem.id: problem for problem in self.problems}
         if len(self._by_id) != len(self.problems):
             raise ValueError("problem ids must be unique within an environment's dataset")
-        self._by_prompt: Optional[dict[str, Problem]] = None
-        self._current: Optional[Problem] = None
+        self._by_prompt: dict[str, Problem] | None = None
+        self._current: Problem | None = None
 
     def prompt(self, problem: Problem) -> str:
         """The prompt of ``problem`` under this env's template; refuses prompts over the limit."""
@@ -110,7 +112,7 @@ class MathTextEnv(gym.Env[str, str]):
         return text
 
     def reset(
-        self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         """Draws a problem (or takes ``options["problem_id"]`` or ``options["index"]``).
 
@@ -164,13 +166,13 @@ class MathTextEnv(gym.Env[str, str]):
             ) from None
 
     def score_batch(
-        self, problems_or_ids: Sequence[Union[Problem, str]], completions: Sequence[str]
+        self, problems_or_ids: Sequence[Problem | str], completions: Sequence[str]
     ) -> list[Verdict]:
         """Verifies a batch at once. Each entry names its problem by ``Problem``, id, or prompt."""
         resolved = [self._resolve(item) for item in problems_or_ids]
         return score_problems(resolved, completions, verifier=self.verifier, timeout=self.timeout)
 
-    def _resolve(self, item: Union[Problem, str]) -> Problem:
+    def _resolve(self, item: Problem | str) -> Problem:
         if isinstance(item, Problem):
             return item
         if item in self._by_id:
@@ -221,10 +223,15 @@ class MathEnv(MathTextEnv):
     Args:
         dataset: a file, a folder of split files, a name under the data root, a ``datasets``
             object, or an already loaded list of ``Problem``.
-        split, problem_field, answer_field, id_field, limit, data_root, on_error: passed to
+        split: which split of a dataset with several (a folder of split files, a
+            ``DatasetDict``); default: ``"train"`` where there is one, else the only split. The
+            training loop's held-out env passes ``split="test"``.
+        problem_field, answer_field, id_field, limit, data_root, on_error: passed to
             ``load_problems``.
-        prompt_template: default ``"boxed"`` (problem + the ``\\boxed{}`` instruction, plain
-            text); use ``"chat"`` with a ``tokenizer`` for chat models.
+        prompt_template: default ``"official"``, the NGRPO paper's prompt (system message "You
+            are a helpful assistant.", the problem and "Please reason step by step, and put your
+            final answer within \\boxed{}."), through the ``tokenizer``'s chat template when it
+            has one, else in Qwen's ChatML; ``"boxed"`` gives plain text for base models.
         **kwargs: the rest of ``MathTextEnv``'s arguments.
     """
 
@@ -232,14 +239,14 @@ class MathEnv(MathTextEnv):
         self,
         dataset: Any,
         *,
-        split: Optional[str] = None,
-        problem_field: Optional[str] = None,
-        answer_field: Optional[str] = None,
-        id_field: Optional[str] = None,
-        limit: Optional[int] = None,
-        data_root: Optional[str] = None,
+        split: str | None = None,
+        problem_field: str | None = None,
+        answer_field: str | None = None,
+        id_field: str | None = None,
+        limit: int | None = None,
+        data_root: str | None = None,
         on_error: str = "raise",
-        prompt_template: str = "boxed",
+        prompt_template: str = "official",
         **kwargs: Any,
     ) -> None:
         if isinstance(dataset, (list, tuple)) and all(isinstance(p, Problem) for p in dataset):

@@ -9,8 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from ngrpo_rl.envs import Problem, load_problems
+from ngrpo_rl.envs import Problem, SplitNotFoundError, load_problems
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -137,8 +136,7 @@ def test_huggingface_dataset_objects() -> None:
         {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])}
     )
     assert len(load_problems(splits, split="test")) == 1
-    with pytest.raises(ValueError, match="pass split="):
-        load_problems(splits)
+    assert len(load_problems(splits)) == 2  # no split: the train split
     bad = datasets.Dataset.from_list(
         [{"question": "q", "answer": "#### 1"}, {"question": "r", "answer": "none"}]
     )
@@ -164,12 +162,77 @@ def test_names_resolve_under_the_data_root_argument_or_environment(
     monkeypatch.setenv("NGRPO_RL_DATA", str(tmp_path))
     assert load_problems("gsm8k", split="train")[0].answer == "2"
     assert load_problems(tmp_path / "gsm8k", split="test")[0].answer == "3"
-    with pytest.raises(ValueError, match=r"splits \['test', 'train'\]; pass split="):
-        load_problems("gsm8k")
+    assert load_problems("gsm8k")[0].answer == "2"  # no split: the train split
     with pytest.raises(FileNotFoundError, match="no split 'validation'"):
         load_problems("gsm8k", split="validation")
     with pytest.raises(FileNotFoundError, match="it holds: aime25, gsm8k, math500"):
         load_problems("nonexistent")
+
+
+def test_without_a_split_a_dataset_gives_train_else_its_only_split(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "both" / "train.jsonl", [{"problem": "t", "answer": "1"}] * 3)
+    write_jsonl(tmp_path / "both" / "test.jsonl", [{"problem": "e", "answer": "2"}])
+    write_jsonl(tmp_path / "eval_only" / "test.jsonl", [{"problem": "e", "answer": "3"}])
+    write_parquet(
+        tmp_path / "sharded" / "train-00000-of-00002.parquet", [{"problem": "a", "answer": "4"}]
+    )
+    write_parquet(
+        tmp_path / "sharded" / "train-00001-of-00002.parquet", [{"problem": "b", "answer": "5"}]
+    )
+    write_jsonl(tmp_path / "sharded" / "test.jsonl", [{"problem": "c", "answer": "6"}])
+    both = load_problems("both", data_root=tmp_path)
+    assert [p.answer for p in both] == ["1", "1", "1"] and both[0].id == "both-train-0"
+    assert [p.answer for p in load_problems("both", data_root=tmp_path, split="test")] == ["2"]
+    assert [p.answer for p in load_problems(tmp_path / "both")] == ["1", "1", "1"]
+    assert [p.answer for p in load_problems("eval_only", data_root=tmp_path)] == ["3"]
+    # The held-out env asks for split="test": a test-only dataset has it.
+    assert [p.answer for p in load_problems("eval_only", data_root=tmp_path, split="test")] == ["3"]
+    assert [p.answer for p in load_problems("sharded", data_root=tmp_path)] == ["4", "5"]
+
+
+def test_several_splits_without_train_or_a_missing_split_name_the_splits(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "evals" / "test.jsonl", [{"problem": "e", "answer": "1"}])
+    write_jsonl(tmp_path / "evals" / "validation.jsonl", [{"problem": "v", "answer": "2"}])
+    write_jsonl(tmp_path / "train_only" / "train.jsonl", [{"problem": "t", "answer": "3"}])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'evals' .* has the splits \['test', 'validation'\] and none is 'train'; "
+        "pass split=",
+    ):
+        load_problems("evals", data_root=tmp_path)
+    with pytest.raises(
+        SplitNotFoundError,
+        match=r"the dataset 'train_only' \(.*train_only\) has no split 'test'; "
+        r"it has the splits \['train'\]",
+    ) as raised:
+        load_problems("train_only", data_root=tmp_path, split="test")
+    assert isinstance(raised.value, FileNotFoundError)
+    with pytest.raises(SplitNotFoundError, match=r"dataset 'train_only' \("):
+        load_problems(tmp_path / "train_only", split="test")
+    with pytest.raises(FileNotFoundError, match="'empty' .* holds no split files"):
+        load_problems("empty", data_root=tmp_path)
+
+
+def test_a_dataset_dict_follows_the_same_split_rule() -> None:
+    datasets = pytest.importorskip("datasets")
+
+    def split_of(*answers: str) -> Any:
+        return datasets.Dataset.from_list([{"problem": "p", "answer": a} for a in answers])
+
+    both = datasets.DatasetDict({"test": split_of("1"), "train": split_of("2", "3")})
+    assert [p.answer for p in load_problems(both)] == ["2", "3"]
+    assert [p.answer for p in load_problems(both, split="test")] == ["1"]
+    only = datasets.DatasetDict({"test": split_of("4")})
+    assert [p.answer for p in load_problems(only)] == ["4"]
+    evals = datasets.DatasetDict({"test": split_of("5"), "validation": split_of("6")})
+    with pytest.raises(ValueError, match=r"\['test', 'validation'\] and none is 'train'"):
+        load_problems(evals)
+    with pytest.raises(
+        SplitNotFoundError, match=r"DatasetDict has no split 'train'; it has the splits \['test'\]"
+    ) as raised:
+        load_problems(only, split="train")
+    assert isinstance(raised.value, ValueError)  # as a missing DatasetDict split was before
 
 
 def test_a_name_without_a_data_root_says_how_to_set_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,6 +334,17 @@ def test_real_files_load_with_their_row_counts(
     assert all(isinstance(p, Problem) and p.problem.strip() and p.answer.strip() for p in problems)
     assert len({p.id for p in problems}) == len(problems)
     assert not any("$" in p.answer.replace("\\$", "") for p in problems)
+
+
+def test_real_gsm8k_by_name_gives_train_without_a_split_and_test_when_asked(
+    shared_data: Path,
+) -> None:
+    if not (shared_data / "gsm8k" / "train.jsonl").is_file():
+        pytest.skip(f"{shared_data / 'gsm8k'} has no train.jsonl")
+    train = load_problems("gsm8k", data_root=shared_data)
+    assert len(train) == REAL_ROW_COUNTS[("gsm8k", "train")] and train[0].id == "gsm8k-train-0"
+    test = load_problems("gsm8k", data_root=shared_data, split="test")
+    assert len(test) == REAL_ROW_COUNTS[("gsm8k", "test")] and test[0].id == "gsm8k-test-0"
 
 
 def test_real_math_parquet_keeps_matrix_rows_that_target_loses(shared_data: Path) -> None:

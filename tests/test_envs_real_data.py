@@ -6,11 +6,10 @@ gold: the verifier neither rejects right answers written differently nor accepts
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
-
 from ngrpo_rl.envs import Problem, Verifier, load_problems
 from ngrpo_rl.envs.fast_match import normalize_answer
 
@@ -22,7 +21,7 @@ def verifier() -> Iterator[Verifier]:
     verifier.close()
 
 
-def load(shared_data: Path, name: str, split: Optional[str] = None) -> list[Problem]:
+def load(shared_data: Path, name: str, split: str | None = None) -> list[Problem]:
     if not (shared_data / name).is_dir():
         pytest.skip(f"{shared_data / name} is absent")
     return load_problems(name, split=split, data_root=shared_data)
@@ -78,7 +77,7 @@ def test_aime_and_amc_golds_written_as_boxed_integers_score_correct(
     )
 
 
-def _integer(answer: str) -> Optional[int]:
+def _integer(answer: str) -> int | None:
     try:
         value = float(answer)
     except ValueError:

@@ -6,18 +6,39 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
+import ngrpo_rl.envs  # noqa: F401  (registers the ids)
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-import ngrpo_rl.envs  # noqa: F401  (registers the ids)
 from ngrpo_rl.envs import (
     AnyText,
     ArithmeticEnv,
     ArithmeticTask,
     MathEnv,
     Problem,
+    SplitNotFoundError,
+    render,
     score_problems,
+    templates,
 )
+from transformers import PreTrainedTokenizerFast
+
+from ngrpo_rl.models.tokenizer import char_tokenizer
+
+# A small ChatML template in the style of Qwen2.5's (system message optional).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+OFFICIAL_PROMPT = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "<|im_start|>user\n{input}\n"
+    "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+"""nangongrui-ngr/NGRPO@e7a3804, verl/utils/dataset/rl_dataset.py line 137, verbatim."""
 
 
 @pytest.fixture
@@ -86,9 +107,59 @@ def test_reset_options_choose_the_problem(math_file: Path) -> None:
 
 def test_math_env_scores_latex_answers(math_file: Path) -> None:
     env = gym.make("ngrpo_rl/Math-v0", dataset=str(math_file), prompt_template="boxed")
-    _, info = env.reset(options={"index": 0})
+    env.reset(options={"index": 0})
     _, reward, _, _, step_info = env.step("We add: $\\boxed{0.75}$")
     assert reward == 1.0 and step_info["extracted"] == "0.75"
+
+
+def write_splits(root: Path, name: str, splits: dict[str, int]) -> None:
+    """``root/name/<split>.jsonl`` in GSM8K's format; row i of the k-th split answers 100*k + i."""
+    (root / name).mkdir(parents=True)
+    for k, (split, count) in enumerate(splits.items()):
+        rows = [
+            {"question": f"{split} question {i}", "answer": f"#### {100 * k + i}"}
+            for i in range(count)
+        ]
+        (root / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_named_dataset_trains_on_train_and_evaluates_on_test(tmp_path: Path) -> None:
+    write_splits(tmp_path, "gsm8k", {"train": 5, "test": 2})
+    env = gym.make("ngrpo_rl/Math-v0", dataset="gsm8k", data_root=str(tmp_path))
+    assert [p.problem for p in env.unwrapped.problems] == [f"train question {i}" for i in range(5)]
+    # What the training loop's held_out_env does: the same env config plus split="test".
+    env_config = {"dataset": "gsm8k", "data_root": str(tmp_path)}
+    held_out = gym.make("ngrpo_rl/Math-v0", **{**env_config, "split": "test"})
+    held_out_problems = held_out.unwrapped.problems
+    assert [p.problem for p in held_out_problems] == ["test question 0", "test question 1"]
+    assert [p.answer for p in held_out_problems] == ["100", "101"]
+    with pytest.raises(
+        SplitNotFoundError,
+        match=r"dataset 'gsm8k' .* no split 'validation'; it has the splits \['test', 'train'\]",
+    ):
+        MathEnv("gsm8k", data_root=str(tmp_path), split="validation")
+
+
+def test_a_test_only_benchmark_serves_both_envs_and_a_train_only_one_refuses_test(
+    tmp_path: Path,
+) -> None:
+    write_splits(tmp_path, "aime24", {"test": 3})
+    write_splits(tmp_path, "mine", {"train": 2})
+    assert len(MathEnv("aime24", data_root=str(tmp_path)).problems) == 3
+    assert len(MathEnv("aime24", data_root=str(tmp_path), split="test").problems) == 3
+    assert len(MathEnv("mine", data_root=str(tmp_path)).problems) == 2
+    with pytest.raises(SplitNotFoundError, match=r"'mine' .* no split 'test'.*\['train'\]"):
+        MathEnv("mine", data_root=str(tmp_path), split="test")
+
+
+def test_real_gsm8k_by_name_picks_train_and_split_test_picks_test(shared_data: Path) -> None:
+    if not (shared_data / "gsm8k" / "train.jsonl").is_file():
+        pytest.skip(f"{shared_data / 'gsm8k'} has no train.jsonl")
+    train = MathEnv(dataset="gsm8k", data_root=str(shared_data))
+    test = MathEnv(dataset="gsm8k", data_root=str(shared_data), split="test")
+    assert len(train.problems) == 7473 and train.problems[0].id == "gsm8k-train-0"
+    assert len(test.problems) == 1319 and test.problems[0].id == "gsm8k-test-0"
+    assert {p.problem for p in train.problems}.isdisjoint(p.problem for p in test.problems)
 
 
 def test_math_env_by_name_under_the_shared_data(shared_data: Path) -> None:
@@ -163,6 +234,66 @@ def test_env_arguments_are_checked_early(math_file: Path) -> None:
     env = MathEnv(str(math_file), prompt_template="chat")
     with pytest.raises(ValueError, match="tokenizer"):
         env.reset(seed=0)
+
+
+# -- prompt templates --------------------------------------------------------------------------
+
+
+def chatml_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = char_tokenizer()
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def test_the_official_template_without_a_tokenizer_is_the_paper_codes_string() -> None:
+    problem = "What is $\\frac{1}{2} + \\frac{1}{4}$? {input}"
+    expected = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nWhat is $\\frac{1}{2} + \\frac{1}{4}$? {input}\n"
+        "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert render("official", problem) == expected
+    assert render("official", "1+1?") == OFFICIAL_PROMPT.replace("{input}", "1+1?")
+    assert render("official", "1+1?", char_tokenizer()) == render("official", "1+1?")  # no template
+
+
+def test_the_official_template_goes_through_the_tokenizers_chat_template() -> None:
+    problem = "Compute $2^{10}$."
+    assert render("official", problem, chatml_tokenizer()) == OFFICIAL_PROMPT.replace(
+        "{input}", problem
+    )
+    other = char_tokenizer()
+    other.chat_template = (
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    assert render("official", problem, other) == (
+        "[system] You are a helpful assistant.\n"
+        "[user] Compute $2^{10}$.\n"
+        "Please reason step by step, and put your final answer within \\boxed{}.\n"
+        "[assistant] "
+    )
+
+
+def test_math_env_defaults_to_the_official_prompt_and_arithmetic_to_plain(math_file: Path) -> None:
+    assert {"official", "boxed", "chat", "plain"} <= set(templates.available())
+    env = gym.make("ngrpo_rl/Math-v0", dataset=str(math_file))
+    assert env.unwrapped.prompt_template == "official"
+    prompt, _ = env.reset(options={"index": 1})
+    assert prompt == OFFICIAL_PROMPT.replace("{input}", "Compute $2^{10}$.")
+    with_tokenizer = MathEnv(str(math_file), tokenizer=chatml_tokenizer())
+    assert with_tokenizer.reset(options={"index": 1})[0] == prompt
+    assert ArithmeticEnv(levels=[1]).prompt_template == "plain"
+    assert MathEnv(str(math_file), prompt_template="boxed").reset(options={"index": 1})[0] == (
+        "Compute $2^{10}$.\n"
+        "Let's think step by step and output the final answer within \\boxed{}.\n"
+    )
+    chat = MathEnv(str(math_file), prompt_template="chat", tokenizer=chatml_tokenizer())
+    assert chat.reset(options={"index": 1})[0] == (
+        "<|im_start|>user\nCompute $2^{10}$. Let's think step by step and output the final "
+        "answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_any_text_space_holds_any_string_up_to_its_length() -> None:
