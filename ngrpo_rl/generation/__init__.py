@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ngrpo_rl.generation.backend import GenerationBackend, backends, create_backend
-from ngrpo_rl.generation.batching import pad_batch, response_logprobs, token_logprobs
+from ngrpo_rl.models.forward import pad_batch, response_logprobs, token_logprobs
 from ngrpo_rl.generation.hf import HFBackend
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams, derive_seed
 

@@ -6,7 +6,7 @@ one step of logits alive (``output_logits=True`` would keep every step's ``[rows
 until the end, 40 GB for a 150k vocabulary at 1k tokens and 64 rows). Temperature and top-p are
 applied after it by transformers' own warpers, so the recorded value is
 ``log_softmax(raw_logits / temperature)`` of the sampled token, before top-p, exactly what
-:func:`ngrpo_rl.generation.batching.response_logprobs` recomputes.
+:func:`ngrpo_rl.models.forward.response_logprobs` recomputes.
 
 Sampling draws from a random stream private to the backend: a call with ``params.seed`` is
 reproducible, a call without continues the backend's stream, and neither disturbs the caller's
@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from ngrpo_rl.generation.backend import GenerationBackend, backends
-from ngrpo_rl.generation.batching import token_logprobs
+from ngrpo_rl.models.forward import token_logprobs
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams
 from ngrpo_rl.models.io import load_model
 from ngrpo_rl.models.tokenizer import encode_prompts

@@ -1,4 +1,5 @@
-"""Teacher-forced log-probs of responses: the computation generation and the learner share.
+"""Teacher-forced log-probs of responses: the one forward pass that generation, the warm start,
+the learner and the critic share (``models`` sits below all of them, so no import runs back up).
 
 Generation records, for each sampled token, ``log_softmax(raw_logits / temperature)`` at that
 token. The learner recomputes the same quantity with gradients from the same token ids:
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from ngrpo_rl.losses import entropy_from_logits
 
 
 def pad_batch(
@@ -74,33 +77,15 @@ def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> 
     return chosen - torch.logsumexp(scaled, dim=-1)
 
 
-def response_logprobs(
-    model: torch.nn.Module,
-    batch: dict[str, Tensor],
-    temperature: float = 1.0,
-    return_entropy: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Runs ``model`` teacher-forced over a :func:`pad_batch` batch; log-probs of the responses.
+def response_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The logits that predict each response token, ``[B, R, V]`` (a view of the model's output).
 
-    Args:
-        model: a Hugging Face causal LM (or anything returning ``.logits [B, T, V]``).
-        batch: the output of :func:`pad_batch` (on the model's device).
-        temperature: logits are divided by it, as in sampling; use 1.0 for greedy decoding.
-        return_entropy: also return the entropy of ``softmax(logits / temperature)``.
-
-    Returns:
-        ``logprobs [B, R]`` (float32, 0 where ``response_mask`` is 0), and with
-        ``return_entropy`` also ``entropy [B, R]`` (float32, 0 where masked).
-        Gradients flow unless the caller disables them.
+    Only the last ``R + 1`` positions are projected onto the vocabulary when the model accepts
+    ``logits_to_keep``; the logits at position t predict token t + 1.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    response_mask = batch["response_mask"].bool()
-    response_length = response_mask.shape[1]
-    responses = batch["input_ids"][:, -response_length:]
+    response_length = batch["response_mask"].shape[1]
     extra = {}
     if _accepts_logits_to_keep(type(model)):
-        # Only the last R + 1 positions are needed; skips the vocabulary projection elsewhere.
         extra["logits_to_keep"] = response_length + 1
     logits = model(
         input_ids=batch["input_ids"],
@@ -109,14 +94,43 @@ def response_logprobs(
         use_cache=False,
         **extra,
     ).logits
-    # The logits at position t predict token t + 1.
-    logits = logits[:, -(response_length + 1) : -1]
+    return logits[:, -(response_length + 1) : -1]
+
+
+def response_logprobs(
+    model: torch.nn.Module,
+    batch: dict[str, Tensor],
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    entropy_grad: bool = True,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Runs ``model`` teacher-forced over a :func:`pad_batch` batch; log-probs of the responses.
+
+    Args:
+        model: a Hugging Face causal LM (or anything returning ``.logits [B, T, V]``).
+        batch: the output of :func:`pad_batch` (on the model's device).
+        temperature: logits are divided by it, as in sampling; use 1.0 for greedy decoding.
+        return_entropy: also return the entropy of ``softmax(logits / temperature)``. It costs a
+            full-vocabulary softmax, so ask only when it is used.
+        entropy_grad: keep the entropy in the autograd graph (an entropy bonus); False computes
+            it as a metric only, without building the graph of the ``[B, R, V]`` softmax.
+
+    Returns:
+        ``logprobs [B, R]`` (float32, 0 where ``response_mask`` is 0), and with
+        ``return_entropy`` also ``entropy [B, R]`` (float32, 0 where masked).
+        Gradients flow through the log-probs unless the caller disables them.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    response_mask = batch["response_mask"].bool()
+    responses = batch["input_ids"][:, -response_mask.shape[1] :]
+    logits = response_logits(model, batch)
     logprobs = token_logprobs(logits, responses, temperature).masked_fill(~response_mask, 0.0)
     if not return_entropy:
         return logprobs
-    scaled = logits.float() / temperature
-    log_probs_all = torch.log_softmax(scaled, dim=-1)
-    entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        scaled = (logits if entropy_grad else logits.detach()).float() / temperature
+        entropy = entropy_from_logits(scaled)
     return logprobs, entropy.masked_fill(~response_mask, 0.0)
 
 

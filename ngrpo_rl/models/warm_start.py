@@ -2,7 +2,7 @@
 
 The loss is the mean negative log-likelihood of the completion tokens and the final eos (the
 prompt is context only), computed with the very function the RL learner uses,
-:func:`ngrpo_rl.generation.batching.response_logprobs`, over prompts encoded by
+:func:`ngrpo_rl.models.forward.response_logprobs`, over prompts encoded by
 :func:`ngrpo_rl.models.tokenizer.encode_prompts`, so the model is trained on exactly the layout it
 later generates from.
 """
@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ngrpo_rl.generation.batching import pad_batch, response_logprobs
+from ngrpo_rl.models.forward import pad_batch, response_logprobs
 from ngrpo_rl.models.tokenizer import encode_completion, encode_prompts
 
 
