@@ -17,8 +17,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
+
+from ngrpo_rl import settings
 
 # The embedded main job: the bundled tiny model (warm-started on first use), NGRPO on the
 # arithmetic task's two-digit levels (3: dd+-d, 4: dd+-dd), where the warm start's pass@1 is far
@@ -43,13 +46,16 @@ MAIN_JOB: dict[str, Any] = {
     "evaluation_ks": [1, 2, 4, 8, 16],
     "evaluation_temperature": 1.0,
     "evaluation_top_p": 1.0,
+    "weight_decay": 0.0,  # the main job's own tuning, whatever the NGRPO preset's
 }
 
 # Keys that drive the run rather than configure the algorithm.
 RUN_KEYS = ("algorithm", "iterations", "output_dir")
+# RLlib's own keys a job may set besides the fields of ngrpo_rl.settings.SETTINGS.
+RLLIB_KEYS = ("env", "env_config", "seed")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ngrpo-rl", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -60,7 +66,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train.add_argument("--output-dir", type=Path, help="where checkpoints and events go")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config key; VALUE is parsed as YAML (e.g. --set epsilon_pos=0.3)",
+        help="override one config field (docs/CONFIG.md), VALUE read by the field's type "
+        "(e.g. --set epsilon_pos=0.3 --set evaluation_ks=[1,2] --set dual_clip_c=null)",
     )
     train.add_argument("--no-evaluation", action="store_true", help="skip the pass@k tables")
 
@@ -86,12 +93,13 @@ def describe_algorithms() -> str:
     lines = [f"{'algorithm':<10}" + "".join(f"{f:>22}" for f in fields)]
     for name, (_, config_class) in ALGORITHMS.items():
         config = config_class()
-        lines.append(f"{name:<10}" + "".join(f"{str(getattr(config, f)):>22}" for f in fields))
+        lines.append(f"{name:<10}" + "".join(f"{getattr(config, f)!s:>22}" for f in fields))
     return "\n".join(lines)
 
 
-def load_job(config_file: Optional[Path], overrides: Sequence[str]) -> dict[str, Any]:
-    """The main job, updated by the YAML file, then by ``--set`` overrides."""
+def load_job(config_file: Path | None, overrides: Sequence[str]) -> dict[str, Any]:
+    """The main job, updated by the YAML file, then by ``--set`` overrides (each read by its
+    field's declared type)."""
     import yaml
 
     job = dict(MAIN_JOB)
@@ -105,14 +113,22 @@ def load_job(config_file: Optional[Path], overrides: Sequence[str]) -> dict[str,
         job.update(loaded)
     for item in overrides:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        job[key.strip()] = parse_value(value)
+        if key in settings.SETTINGS_BY_NAME:
+            try:
+                job[key] = settings.parse_value(key, value)
+            except ValueError as error:
+                raise SystemExit(f"--set {item}: {error}")
+        else:
+            job[key] = parse_value(value)
     return job
 
 
 def parse_value(text: str) -> Any:
-    """A ``--set`` value as YAML, except that ``5e-5`` is a float (YAML 1.1 reads it as a string)."""
+    """A value for a key that is no field (env_config, seed, iterations) as YAML, except that
+    ``5e-5`` is a float (YAML 1.1 reads it as a string)."""
     import yaml
 
     value = yaml.safe_load(text)
@@ -125,7 +141,9 @@ def parse_value(text: str) -> Any:
 
 
 def build_config(job: dict[str, Any]):
-    """An algorithm config from a flat job dict; unknown keys are refused with suggestions."""
+    """An algorithm config from a flat job dict: each key a field of ``ngrpo_rl.settings.SETTINGS``
+    (set through its section's builder method), ``env``, ``env_config`` or ``seed``. Unknown keys
+    are refused with suggestions, invalid values with the field's message."""
     from ngrpo_rl.algorithms import ALGORITHMS
 
     name = job.get("algorithm", "ngrpo")
@@ -135,13 +153,24 @@ def build_config(job: dict[str, Any]):
     for key, value in job.items():
         if key in RUN_KEYS:
             continue
-        if not hasattr(config, key):
-            close = difflib.get_close_matches(key, list(vars(config)), n=3)
+        if key == "env":
+            config.environment(env=value)
+        elif key == "env_config":
+            config.environment(env_config=value)
+        elif key == "seed":
+            config.debugging(seed=value)
+        elif key in settings.SETTINGS_BY_NAME:
+            value = settings.coerce_value(key, value)
+            try:
+                settings.validate_value(key, value)
+            except ValueError as error:
+                raise SystemExit(f"invalid config: {error}")
+            getattr(config, settings.SETTINGS_BY_NAME[key].section)(**{key: value})
+        else:
+            known = [*settings.SETTINGS_BY_NAME, *RLLIB_KEYS, *RUN_KEYS]
+            close = difflib.get_close_matches(key, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise SystemExit(f"unknown config key {key!r}{hint}")
-        if key == "evaluation_ks":
-            value = tuple(value)
-        setattr(config, key, value)
+            raise SystemExit(f"unknown config key {key!r}{hint} (the fields are listed in docs/CONFIG.md)")
     try:
         config.validate()
     except ValueError as error:
@@ -206,7 +235,7 @@ def compare_pass_at_1(before, after) -> str:
     lines = ["held-out pass@1", f"{'level':>8}{'warm start':>12}{'after RL':>12}{'change':>10}"]
     for group in sorted(after.by_group, key=str):
         b, a = before.by_group[group][1], after.by_group[group][1]
-        lines.append(f"{str(group):>8}{b:>12.3f}{a:>12.3f}{a - b:>+10.3f}")
+        lines.append(f"{group!s:>8}{b:>12.3f}{a:>12.3f}{a - b:>+10.3f}")
     b, a = before.overall[1], after.overall[1]
     lines.append(f"{'all':>8}{b:>12.3f}{a:>12.3f}{a - b:>+10.3f}")
     return "\n".join(lines)

@@ -7,12 +7,13 @@ groups of ``N`` responses. Select one by name with ``apply(name, rewards)``; add
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ngrpo_rl.registry import Registry
+from ngrpo_rl.registry import ParamSource, Registry
 
 GroupFilter = Callable[[Tensor, Tensor], Tensor]
 
@@ -22,9 +23,12 @@ group_filters: Registry[GroupFilter] = Registry("group filter")
 DEFAULT_CORRECT_THRESHOLD = 0.5
 
 
-def register(name: str) -> Callable[[GroupFilter], GroupFilter]:
-    """Decorator adding ``fn(rewards [G, N], correct [G, N]) -> keep [G]``; a taken name raises."""
-    return group_filters.register(name)
+def register(
+    name: str, params: Mapping[str, ParamSource] | None = None, **metadata: Any
+) -> Callable[[GroupFilter], GroupFilter]:
+    """Decorator adding ``fn(rewards [G, N], correct [G, N], **params) -> keep [G]``; a taken name
+    raises. ``params`` maps extra keywords to the config fields (or ``Param``) that feed them."""
+    return group_filters.register(name, params, **metadata)
 
 
 def available() -> list[str]:
@@ -58,26 +62,26 @@ def apply(name: str, rewards: Tensor, correct: Tensor | None = None) -> Tensor:
     return keep
 
 
-@register("none")
+@register("none", params={})
 def keep_all(rewards: Tensor, correct: Tensor) -> Tensor:
     """Keeps every group."""
     return torch.ones(rewards.shape[0], dtype=torch.bool, device=rewards.device)
 
 
-@register("drop_homogeneous")
+@register("drop_homogeneous", params={})
 def drop_homogeneous(rewards: Tensor, correct: Tensor) -> Tensor:
     """DAPO's dynamic sampling (arXiv 2503.14476): drops groups whose rewards are all equal, since
     their group-normalised advantages are all zero. A group of one is homogeneous."""
     return ~(rewards == rewards[:, :1]).all(dim=1)
 
 
-@register("drop_all_correct")
+@register("drop_all_correct", params={})
 def drop_all_correct(rewards: Tensor, correct: Tensor) -> Tensor:
     """Drops groups in which every response is correct (the released NGRPO code, arXiv 2509.18851)."""
     return ~correct.all(dim=1)
 
 
-@register("drop_all_incorrect")
+@register("drop_all_incorrect", params={})
 def drop_all_incorrect(rewards: Tensor, correct: Tensor) -> Tensor:
     """Drops groups in which no response is correct."""
     return correct.any(dim=1)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ngrpo_rl.registry import Registry, bind_keywords
+from ngrpo_rl.registry import ParamSource, Registry, bind_keywords
 
 # ---- input checks ------------------------------------------------------------------------------
 
@@ -132,9 +132,15 @@ PolicyLoss = Callable[..., PolicyLossOutput]
 policy_losses: Registry[PolicyLoss] = Registry("policy loss")
 
 
-def register_policy_loss(name: str) -> Callable[[PolicyLoss], PolicyLoss]:
-    """Decorator adding ``fn(logp, old_logp, advantages, mask, **params) -> PolicyLossOutput``."""
-    return policy_losses.register(name)
+def register_policy_loss(
+    name: str, params: Mapping[str, ParamSource] | None = None, **metadata: Any
+) -> Callable[[PolicyLoss], PolicyLoss]:
+    """Decorator adding ``fn(logp, old_logp, advantages, mask, **params) -> PolicyLossOutput``.
+
+    ``params`` maps its keywords to the config fields that feed them (or to a ``Param`` of its
+    own); undeclared, it receives its keywords named like config fields.
+    """
+    return policy_losses.register(name, params, **metadata)
 
 
 def available_policy_losses() -> list[str]:
@@ -158,7 +164,9 @@ def compute_policy_loss(
     return fn(logp, old_logp, advantages, mask, **params)
 
 
-@register_policy_loss("ppo_clip")
+@register_policy_loss(
+    "ppo_clip", params={"epsilon_pos": "epsilon_pos", "epsilon_neg": "epsilon_neg", "dual_clip_c": "dual_clip_c"}
+)
 def ppo_clip(
     logp: Tensor,
     old_logp: Tensor,
