@@ -10,6 +10,7 @@ from ngrpo_rl.algorithms.dapo import DAPO, DAPOConfig
 from ngrpo_rl.algorithms.dr_grpo import DrGRPO, DrGRPOConfig
 from ngrpo_rl.algorithms.grpo import GRPO, GRPOConfig
 from ngrpo_rl.algorithms.ngrpo import NGRPO, NGRPOConfig
+from ngrpo_rl.algorithms.ppo import PPO, PPOConfig
 from ngrpo_rl.algorithms.psr_nsr import PSRNSR, PSRNSRConfig
 
 ALGORITHMS: dict[str, tuple[type[RLVRAlgorithm], type[RLVRConfig]]] = {
@@ -18,6 +19,7 @@ ALGORITHMS: dict[str, tuple[type[RLVRAlgorithm], type[RLVRConfig]]] = {
     "dapo": (DAPO, DAPOConfig),
     "dr_grpo": (DrGRPO, DrGRPOConfig),
     "psr_nsr": (PSRNSR, PSRNSRConfig),
+    "ppo": (PPO, PPOConfig),
 }
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "GRPOConfig",
     "NGRPO",
     "NGRPOConfig",
+    "PPO",
+    "PPOConfig",
     "PSRNSR",
     "PSRNSRConfig",
     "RLVRAlgorithm",

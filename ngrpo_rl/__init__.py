@@ -24,6 +24,8 @@ _LAZY_EXPORTS = {
     "DrGRPOConfig": "ngrpo_rl.algorithms",
     "PSRNSR": "ngrpo_rl.algorithms",
     "PSRNSRConfig": "ngrpo_rl.algorithms",
+    "PPO": "ngrpo_rl.algorithms",
+    "PPOConfig": "ngrpo_rl.algorithms",
     "load_problems": "ngrpo_rl.envs",
     "score": "ngrpo_rl.envs",
 }

@@ -9,7 +9,9 @@ Estimators are registered by name and selected by string::
 
     advantages.compute("ngrpo", rewards, virtual_reward=1.0)
 
-Add your own with ``@advantages.register("my_name")``. ``compute`` validates the rewards (2-D,
+Add your own with ``@advantages.register("my_name")``; ``params=`` declares which config fields
+feed its keywords (undeclared: its keywords named like config fields) and any parameter of its own
+(``ngrpo_rl.settings.Param``, set through the ``component_kwargs`` field). ``compute`` validates the rewards (2-D,
 floating, finite) before calling the estimator, and ``bind_params`` picks out of a whole config the
 keyword arguments one estimator accepts, so a training loop needs no per-estimator special cases.
 
@@ -26,16 +28,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ngrpo_rl.registry import Registry, bind_keywords, keyword_parameters
+from ngrpo_rl.batch import TrainingBatch
+from ngrpo_rl.registry import ParamSource, Registry, bind_keywords, keyword_parameters
+from ngrpo_rl.value import gae, masked_whiten
 
 AdvantageEstimator = Callable[..., Tensor]
 
 estimators: Registry[AdvantageEstimator] = Registry("advantage estimator")
 
 
-def register(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
-    """Decorator: ``@advantages.register("name")`` adds an estimator; a taken name raises ValueError."""
-    return estimators.register(name)
+def register(
+    name: str, params: Mapping[str, ParamSource] | None = None, **metadata: Any
+) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    """Decorator: ``@advantages.register("name")`` adds an estimator; a taken name raises ValueError.
+
+    ``params`` maps the estimator's keywords to the config fields that feed them
+    (``{"epsilon": "advantage_epsilon"}``) or to a ``Param`` of its own; ``metadata`` declares
+    traits the pipeline reads: ``min_group_size`` (``validate()`` refuses a smaller group_size) and
+    ``drop_zero_advantage_samples`` (the default of that field).
+    """
+    return estimators.register(name, params, **metadata)
 
 
 def available() -> list[str]:
@@ -91,6 +103,11 @@ def compute(name: str, rewards: Tensor, **params: Any) -> Tensor:
     accepts; filter a full config with ``bind_params``). The result has the dtype of ``rewards``.
     """
     fn = get(name)
+    if is_token_level(name):
+        raise TypeError(
+            f"advantage estimator {name!r} is token-level: it needs the batch, not group rewards; "
+            f"call compute_token_level({name!r}, batch)"
+        )
     validate_rewards(rewards)
     names, takes_any = keyword_parameters(fn, skip=1)
     unknown = sorted(set(params) - names) if not takes_any else []
@@ -106,6 +123,30 @@ def compute(name: str, rewards: Tensor, **params: Any) -> Tensor:
             f"advantage estimator {name!r} must return a tensor of shape {tuple(rewards.shape)}, got {got}"
         )
     return advantages.to(rewards.dtype)
+
+
+def is_token_level(name: str) -> bool:
+    """True for estimators registered with ``token_level=True`` (they take the whole batch)."""
+    return bool(estimators.metadata(name).get("token_level", False))
+
+
+def needs_critic(name: str) -> bool:
+    """True for estimators registered with ``needs_critic=True`` (the algorithm builds a critic)."""
+    return bool(estimators.metadata(name).get("needs_critic", False))
+
+
+def compute_token_level(name: str, batch: TrainingBatch, **params: Any) -> TrainingBatch:
+    """Runs token-level estimator ``name`` on ``batch``; returns the batch with ``[N, R]``
+    advantages (and whatever else the estimator fills in, e.g. GAE's returns)."""
+    if not is_token_level(name):
+        raise TypeError(f"advantage estimator {name!r} is sequence-level: use compute({name!r}, rewards)")
+    out = get(name)(batch, **params)
+    expected = (len(batch), batch.response_width)
+    if not isinstance(out, TrainingBatch) or out.advantages is None or out.advantages.shape != expected:
+        raise ValueError(
+            f"token-level estimator {name!r} must return the batch with advantages of shape {expected}"
+        )
+    return out
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -147,7 +188,7 @@ def _correct(rewards: Tensor, correct_threshold: float) -> Tensor:
 # ---- estimators --------------------------------------------------------------------------------
 
 
-@register("grpo")
+@register("grpo", params={"std_normalize": "std_normalize", "epsilon": "advantage_epsilon"}, min_group_size=2)
 def grpo(rewards: Tensor, *, std_normalize: bool = True, epsilon: float = 1e-6) -> Tensor:
     """GRPO's group-normalised advantage (DeepSeekMath, arXiv 2402.03300; as implemented in verl).
 
@@ -161,7 +202,16 @@ def grpo(rewards: Tensor, *, std_normalize: bool = True, epsilon: float = 1e-6) 
     return _normalized(r, r, std_normalize, epsilon).to(rewards.dtype)
 
 
-@register("ngrpo")
+@register(
+    "ngrpo",
+    params={
+        "virtual_reward": "virtual_reward",
+        "num_virtual_samples": "num_virtual_samples",
+        "std_normalize": "std_normalize",
+        "epsilon": "advantage_epsilon",
+    },
+    min_group_size=2,
+)
 def ngrpo(
     rewards: Tensor,
     *,
@@ -194,7 +244,7 @@ def ngrpo(
     return _normalized(r, augmented, std_normalize, epsilon).to(rewards.dtype)
 
 
-@register("dr_grpo")
+@register("dr_grpo", params={}, min_group_size=2)
 def dr_grpo(rewards: Tensor) -> Tensor:
     """Dr. GRPO's advantage ``A_i = r_i - mean(r)``, no std normalisation (arXiv 2503.20783).
 
@@ -204,7 +254,7 @@ def dr_grpo(rewards: Tensor) -> Tensor:
     return _normalized(r, r, std_normalize=False, epsilon=0.0).to(rewards.dtype)
 
 
-@register("rloo")
+@register("rloo", params={}, min_group_size=2)
 def rloo(rewards: Tensor) -> Tensor:
     """REINFORCE leave-one-out: ``A_i = r_i - mean_{j != i}(r_j)``; a group of one gets A = 0.
 
@@ -219,7 +269,7 @@ def rloo(rewards: Tensor) -> Tensor:
     return (centered * (group_size / (group_size - 1))).to(rewards.dtype)
 
 
-@register("w_reinforce")
+@register("w_reinforce", params={"positive_weight": "positive_weight", "correct_threshold": "correct_threshold"})
 def w_reinforce(rewards: Tensor, *, positive_weight: float = 0.1, correct_threshold: float = 0.5) -> Tensor:
     """Weighted REINFORCE (PSR-NSR paper, "The Surprising Effectiveness of Negative Reinforcement in
     LLM Reasoning", arXiv 2506.01347): ``A = +positive_weight`` (lambda, 0.1 in the paper) for a
@@ -231,7 +281,7 @@ def w_reinforce(rewards: Tensor, *, positive_weight: float = 0.1, correct_thresh
     return torch.where(_correct(rewards, correct_threshold), positive, torch.full_like(rewards, -1.0))
 
 
-@register("psr")
+@register("psr", params={"correct_threshold": "correct_threshold"}, drop_zero_advantage_samples=True)
 def psr(rewards: Tensor, *, correct_threshold: float = 0.5) -> Tensor:
     """Positive sample reinforcement (arXiv 2506.01347): ``A = +1`` for correct responses, 0 otherwise.
 
@@ -240,7 +290,7 @@ def psr(rewards: Tensor, *, correct_threshold: float = 0.5) -> Tensor:
     return _correct(rewards, correct_threshold).to(rewards.dtype)
 
 
-@register("nsr")
+@register("nsr", params={"correct_threshold": "correct_threshold"}, drop_zero_advantage_samples=True)
 def nsr(rewards: Tensor, *, correct_threshold: float = 0.5) -> Tensor:
     """Negative sample reinforcement (arXiv 2506.01347): ``A = -1`` for incorrect responses, 0 otherwise.
 
@@ -248,3 +298,27 @@ def nsr(rewards: Tensor, *, correct_threshold: float = 0.5) -> Tensor:
     """
     correct = _correct(rewards, correct_threshold)
     return torch.where(correct, torch.zeros_like(rewards), torch.full_like(rewards, -1.0))
+
+
+@register(
+    "gae",
+    params={"gamma": "gamma", "lam": "gae_lambda", "whiten": "whiten_advantages"},
+    token_level=True,
+    needs_critic=True,
+)
+def gae_estimator(batch: TrainingBatch, *, gamma: float = 1.0, lam: float = 1.0, whiten: bool = True) -> TrainingBatch:
+    """PPO's generalised advantage estimation (arXiv 1506.02438) from the critic's values.
+
+    Needs the batch's ``token_rewards`` (the reward on each response's last token, minus any KL in
+    the reward) and ``values`` ``[N, R]``; fills ``advantages`` and ``returns`` ``[N, R]``. With
+    ``whiten`` the advantages are whitened over all response tokens of the batch, and the returns
+    (the critic's targets) are taken before whitening, as verl does (nangongrui-ngr/NGRPO
+    ``verl/trainer/ppo/core_algos.py`` l. 70-108). The official PPO run uses gamma = lam = 1.
+    """
+    if batch.token_rewards is None or batch.values is None:
+        raise ValueError("the gae estimator needs the batch's token_rewards and the critic's values")
+    mask = batch.response_mask()
+    advantages, returns = gae(batch.token_rewards, batch.values, mask, gamma=gamma, lam=lam)
+    if whiten and int(mask.sum()) >= 2:
+        advantages = masked_whiten(advantages, mask)
+    return batch.with_fields(advantages=advantages.float(), returns=returns.float())

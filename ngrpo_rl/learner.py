@@ -1,11 +1,14 @@
-"""The torch learner: policy-gradient updates of a causal LM on scored rollouts.
+"""The torch learner: policy-gradient updates of a causal LM on a ``TrainingBatch``.
 
 One ``update`` is DESIGN.md section 4 step 5: ``num_epochs`` passes over shuffled mini-batches of
 ``minibatch_size`` sequences, each split into micro-batches whose gradients accumulate to exactly the
 gradient of the whole mini-batch (the aggregation is given the mini-batch's token and sequence
-counts), then gradient clipping and one AdamW step. The loss is the registered policy loss,
-plus ``kl_coef`` times a KL estimator against a frozen reference model (loaded only when
-``kl_coef > 0``), minus ``entropy_coef`` times the policy entropy.
+counts), then gradient clipping and one AdamW step. The loss is the sum of the active registered
+terms (``ngrpo_rl.loss_terms``): the policy loss, a KL penalty to a frozen reference model (loaded
+only when ``kl_coef > 0``), an entropy bonus, and with a critic the clipped value loss, whose
+gradient reaches only the critic (a separate model with its own optimizer).
+
+The learner reads a ``ngrpo_rl.settings.Settings`` (or any object with the same attributes).
 """
 
 from __future__ import annotations
@@ -15,19 +18,29 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from ngrpo_rl import losses
-from ngrpo_rl.generation.batching import pad_batch, response_logprobs
+from ngrpo_rl.batch import TrainingBatch
+from ngrpo_rl.loss_terms import TermInputs, active_terms, loss_terms, merge_sums
 from ngrpo_rl.models import load_model, save_model
+from ngrpo_rl.models.forward import pad_batch, response_logprobs
 from ngrpo_rl.registry import Registry
-from ngrpo_rl.rollouts import Rollouts
+from ngrpo_rl.state_io import (
+    atomic_write,
+    jsonable,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    random_state_from_json,
+    random_state_to_json,
+)
 
 LRSchedule = Callable[[int, int, int], float]
 """``schedule(step, warmup_steps, total_steps) -> multiplier of the base learning rate``."""
@@ -59,155 +72,198 @@ def cosine_schedule(step: int, warmup_steps: int, total_steps: int) -> float:
     return _warmup(step, warmup_steps) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-@dataclass
-class LearnerConfig:
-    """What the learner needs to know; the algorithm config fills it in."""
-
-    model_name_or_path: str
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    total_steps: int = 1000
-    grad_clip: Optional[float] = 1.0
-    num_epochs: int = 1
-    minibatch_size: Optional[int] = None
-    micro_batch_size: int = 64
-    policy_loss: str = "ppo_clip"
-    policy_loss_params: dict[str, Any] = field(default_factory=dict)
-    loss_agg_mode: str = "token-mean"
-    max_new_tokens: int = 16
-    kl_coef: float = 0.0
-    kl_estimator: str = "k3"
-    entropy_coef: float = 0.0
-    mask_truncated: bool = False
-    temperature: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    dtype: Optional[str] = None
-
-
 class Learner:
-    """Holds the policy, the optimizer and (when ``kl_coef > 0``) a frozen reference model."""
+    """Holds the policy, its optimizer, a frozen reference model when ``kl_coef > 0``, and
+    optionally the critic.
 
-    def __init__(self, config: LearnerConfig) -> None:
-        self.config = config
-        self.model, self.tokenizer = load_model(
-            config.model_name_or_path, dtype=config.dtype, device=config.device
-        )
+    Args:
+        settings: the run's settings (``Settings``): optimisation, loss and batching fields.
+        model_path: the policy's Hugging Face folder.
+        device: where the policy trains.
+        critic: a ``ngrpo_rl.critic.Critic`` for PPO (adds the value term), else None.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        model_path: str,
+        device: str = "cpu",
+        critic: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.model, self.tokenizer = load_model(model_path, dtype=settings.dtype, device=device)
         self.model.train()
         self.reference_model = None
-        if config.kl_coef > 0:
+        if settings.kl_coef > 0:
             self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.critic = critic
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
-            lr=config.lr,
-            betas=config.betas,
-            weight_decay=config.weight_decay,
+            lr=settings.lr,
+            betas=tuple(settings.betas),
+            weight_decay=settings.weight_decay,
         )
-        schedule = lr_schedules.get(config.lr_schedule)
+        schedule = lr_schedules.get(settings.lr_schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: schedule(step, config.warmup_steps, config.total_steps),
+            lambda step: schedule(step, settings.warmup_steps, settings.total_steps),
         )
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(settings.seed)
         self.num_updates = 0
-
-    # -- the update ----------------------------------------------------------------------------
-
-    def update(self, rollouts: Rollouts) -> dict[str, float]:
-        """Trains on ``rollouts`` (advantages already computed); returns the step's metrics."""
-        if rollouts.advantages is None:
-            raise ValueError("rollouts have no advantages: run an advantage estimator first")
-        cfg = self.config
-        started = time.perf_counter()
-        batch = pad_batch(
-            rollouts.prompt_token_ids,
-            rollouts.response_token_ids,
-            self.tokenizer.pad_token_id,
-            device=cfg.device,
+        self.terms = active_terms(
+            settings,
+            has_critic=critic is not None,
+            policy_loss_params=settings.component_params("policy_loss", settings.policy_loss),
         )
-        mask = batch["response_mask"].to(torch.float32)
-        if cfg.mask_truncated:  # DAPO's overlong filtering: truncated responses teach nothing
-            mask = mask * ~torch.tensor(rollouts.truncated, device=mask.device)[:, None]
-        old_logp = _pad_rows(rollouts.old_logprobs, mask.shape[1]).to(cfg.device)
-        advantages = rollouts.advantages.to(device=cfg.device, dtype=torch.float32)
-        reference_logp = self._reference_logprobs(batch) if self.reference_model else None
 
-        num_seqs = len(rollouts)
+    # -- the annotate stage --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def annotate(self, batch: TrainingBatch) -> TrainingBatch:
+        """The batch with what the frozen models say of it: ``ref_logprobs`` (with a reference
+        model) and the critic's ``values`` (with a critic), both ``[N, R]``."""
+        if not len(batch) or (self.reference_model is None and self.critic is None):
+            return batch
+        padded = self._pad(batch)
+        fields: dict[str, Tensor] = {}
+        if self.reference_model is not None:
+            fields["ref_logprobs"] = self._in_micro_batches(
+                padded, lambda micro: response_logprobs(self.reference_model, micro, self.settings.temperature)
+            )
+        if self.critic is not None:
+            fields["values"] = self._in_micro_batches(padded, self.critic.values)
+        return batch.with_fields(**{k: v.cpu() for k, v in fields.items()})
+
+    def _in_micro_batches(self, padded: dict[str, Tensor], fn: Callable[[dict], Tensor]) -> Tensor:
+        size = self.settings.micro_batch_size
+        rows = padded["input_ids"].shape[0]
+        return torch.cat(
+            [fn({k: v[start : start + size] for k, v in padded.items()}) for start in range(0, rows, size)]
+        )
+
+    def _pad(self, batch: TrainingBatch) -> dict[str, Tensor]:
+        return pad_batch(
+            batch.prompt_token_ids, batch.response_token_ids, self.tokenizer.pad_token_id, device=self.device
+        )
+
+    # -- the learn stage -----------------------------------------------------------------------
+
+    def update(self, batch: TrainingBatch) -> dict[str, float]:
+        """Trains on ``batch`` (advantages already computed); returns the step's metrics."""
+        if batch.advantages is None:
+            raise ValueError("the batch has no advantages: run an advantage estimator first")
+        cfg = self.settings
+        started = time.perf_counter()
+        padded = self._pad(batch)
+        mask = padded["response_mask"].to(torch.float32)
+        if cfg.mask_truncated:  # DAPO's overlong filtering: truncated responses teach nothing
+            mask = mask * ~torch.tensor(batch.truncated, device=mask.device)[:, None]
+        tensors = {
+            "mask": mask,
+            "old_logp": batch.padded_old_logprobs().to(self.device),
+            "advantages": batch.advantages.to(device=self.device, dtype=torch.float32),
+        }
+        for name, key in (("ref_logprobs", "ref_logp"), ("values", "old_values"), ("returns", "returns")):
+            value = getattr(batch, name)
+            if value is not None:
+                tensors[key] = value.to(device=self.device, dtype=torch.float32)
+        if "kl" in self.terms and "ref_logp" not in tensors:
+            tensors["ref_logp"] = self.annotate(batch).ref_logprobs.to(self.device)
+
+        num_seqs = len(batch)
         minibatch_size = min(cfg.minibatch_size or num_seqs, num_seqs)
-        loss_stats: list[dict[str, float]] = []
-        sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": 0.0}
+        sums: list[dict[str, float]] = []
+        policy_sums: list[dict[str, float]] = []
         grad_norms: list[float] = []
+        critic_norms: list[float] = []
+        losses_per_step: list[float] = []
         for _ in range(cfg.num_epochs):
             order = torch.randperm(num_seqs, generator=self.generator)
             for start in range(0, num_seqs, minibatch_size):
                 rows = order[start : start + minibatch_size]
-                grad_norms.append(
-                    self._minibatch_step(
-                        batch, rows, mask, old_logp, advantages, reference_logp, loss_stats, sums
-                    )
-                )
+                step = self._minibatch_step(padded, tensors, rows, sums, policy_sums)
+                losses_per_step.append(step["loss"])
+                grad_norms.append(step["grad_norm"])
+                if "critic_grad_norm" in step:
+                    critic_norms.append(step["critic_grad_norm"])
 
-        tokens = max(sums["tokens"], 1.0)
-        metrics = losses.merge_stat_sums(loss_stats)  # clip/* and ratio/*
+        totals = merge_sums(sums)
+        tokens = max(totals.get("tokens", 0.0), 1.0)
+        metrics = losses.merge_stat_sums(policy_sums)  # clip/* and ratio/*
         metrics.update(
             {
-                "losses/total": sums["loss"] / max(len(grad_norms), 1),
-                "policy/entropy": sums["entropy"] / tokens,
-                "policy/kl": sums["kl"] / tokens,
-                "optim/grad_norm": sum(grad_norms) / max(len(grad_norms), 1),
+                "losses/total": _mean(losses_per_step),
+                "policy/entropy": totals.get("entropy", 0.0) / tokens,
+                "policy/kl": totals.get("kl", 0.0) / tokens,
+                "optim/grad_norm": _mean(grad_norms),
                 "optim/lr": self.scheduler.get_last_lr()[0],
                 "optim/num_updates": float(self.num_updates),
                 "timers/learn": time.perf_counter() - started,
             }
         )
+        if self.critic is not None:
+            metrics.update(
+                {
+                    "critic/value_loss": totals.get("value_loss", 0.0) / tokens,
+                    "critic/clip_frac": totals.get("value_clipped", 0.0) / tokens,
+                    "critic/values_mean": totals.get("values", 0.0) / tokens,
+                    "critic/grad_norm": _mean(critic_norms),
+                }
+            )
         return metrics
 
     def _minibatch_step(
         self,
-        batch: dict[str, torch.Tensor],
-        rows: torch.Tensor,
-        mask: torch.Tensor,
-        old_logp: torch.Tensor,
-        advantages: torch.Tensor,
-        reference_logp: Optional[torch.Tensor],
-        loss_stats: list[dict[str, float]],
-        sums: dict[str, float],
-    ) -> float:
-        cfg = self.config
+        padded: dict[str, Tensor],
+        tensors: dict[str, Tensor],
+        rows: Tensor,
+        sums: list[dict[str, float]],
+        policy_sums: list[dict[str, float]],
+    ) -> dict[str, float]:
+        cfg = self.settings
         # Global counts of the mini-batch: micro-batch losses then add up to the mini-batch loss.
-        num_tokens = float(mask[rows].sum())
-        num_seqs = len(rows)
+        counts = {
+            "num_tokens": float(tensors["mask"][rows].sum()),
+            "num_seqs": len(rows),
+            "max_len": cfg.max_new_tokens,
+        }
+        entropy_in_loss = "entropy" in self.terms
         self.optimizer.zero_grad(set_to_none=True)
+        if self.critic is not None:
+            self.critic.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for start in range(0, num_seqs, cfg.micro_batch_size):
+        for start in range(0, len(rows), cfg.micro_batch_size):
             micro = rows[start : start + cfg.micro_batch_size]
-            micro_batch = {k: v[micro] for k, v in batch.items()}
+            micro_batch = {k: v[micro] for k, v in padded.items()}
             logp, entropy = response_logprobs(
-                self.model, micro_batch, cfg.temperature, return_entropy=True
+                self.model, micro_batch, cfg.temperature, return_entropy=True, entropy_grad=entropy_in_loss
             )
-            m = mask[micro]
-            out = losses.compute_policy_loss(
-                cfg.policy_loss, logp, old_logp[micro], advantages[micro], m,
-                **cfg.policy_loss_params,
+            part = {k: v[micro] for k, v in tensors.items()}
+            inputs = TermInputs(
+                logp=logp,
+                old_logp=part["old_logp"],
+                advantages=part["advantages"],
+                mask=part["mask"],
+                loss_agg_mode=cfg.loss_agg_mode,
+                counts=counts,
+                entropy=entropy,
+                ref_logp=part.get("ref_logp"),
+                values=self.critic.values(micro_batch) if self.critic is not None else None,
+                old_values=part.get("old_values"),
+                returns=part.get("returns"),
             )
-            counts = dict(num_tokens=num_tokens, num_seqs=num_seqs, max_len=cfg.max_new_tokens)
-            loss = losses.aggregate(out.per_token_loss, m, cfg.loss_agg_mode, **counts)
-            if reference_logp is not None:
-                kl = losses.kl_penalty(logp, reference_logp[micro], cfg.kl_estimator) * m
-                loss = loss + cfg.kl_coef * losses.aggregate(kl, m, cfg.loss_agg_mode, **counts)
-                sums["kl"] += float(kl.detach().sum())
-            if cfg.entropy_coef:
-                loss = loss - cfg.entropy_coef * losses.aggregate(
-                    entropy * m, m, cfg.loss_agg_mode, **counts
-                )
+            loss = torch.zeros((), device=logp.device)
+            for name, params in self.terms.items():
+                out = loss_terms.get(name)(inputs, **params)
+                loss = loss + out.loss
+                (policy_sums if name == "policy" else sums).append(out.sums)
             loss.backward()
             total += float(loss.detach())
-            loss_stats.append(out.stat_sums())
-            sums["entropy"] += float((entropy.detach() * m).sum())
-            sums["tokens"] += float(m.sum())
+            sums.append(
+                {"entropy": float((entropy.detach() * inputs.mask).sum()), "tokens": float(inputs.mask.sum())}
+            )
         parameters = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
@@ -215,43 +271,39 @@ class Learner:
             self.optimizer.step()
         self.scheduler.step()
         self.num_updates += 1
-        sums["loss"] += total
-        return grad_norm
-
-    @torch.no_grad()
-    def _reference_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = []
-        for start in range(0, batch["input_ids"].shape[0], self.config.micro_batch_size):
-            micro = {k: v[start : start + self.config.micro_batch_size] for k, v in batch.items()}
-            parts.append(response_logprobs(self.reference_model, micro, self.config.temperature))
-        return torch.cat(parts)
+        step = {"loss": total, "grad_norm": grad_norm}
+        if self.critic is not None:
+            step["critic_grad_norm"] = float(self.critic.clip_and_step())
+        return step
 
     # -- weights and state ---------------------------------------------------------------------
 
-    def state_dict_for_generation(self) -> dict[str, torch.Tensor]:
+    def state_dict_for_generation(self) -> dict[str, Tensor]:
         """The policy weights, detached, on the CPU (what generation workers load)."""
         return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path/policy`` (a Hugging Face directory, safetensors), the optimizer and RNG
-        state (safetensors) and the counters (JSON). No pickle anywhere."""
+        state (safetensors) and the counters (JSON). No pickle anywhere. The critic, if any, is
+        saved by its own checkpoint component."""
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_model(self.model, self.tokenizer, path / "policy")
-        tensors, meta = _optimizer_to_tensors(self.optimizer)
+        tensors, meta = optimizer_to_tensors(self.optimizer)
         tensors["rng/torch"] = torch.get_rng_state()
         tensors["rng/generator"] = self.generator.get_state()
-        _atomic_write(path / "optimizer.safetensors", lambda p: save_file(tensors, p))
+        atomic_write(path / "optimizer.safetensors", lambda p: save_file(tensors, p))
+        settings = asdict(self.settings) if is_dataclass(self.settings) else vars(self.settings)
         state = {
             "optimizer": meta,
             "scheduler": {"last_epoch": self.scheduler.last_epoch},
             "num_updates": self.num_updates,
-            "python_random": _random_state_to_json(random.getstate()),
-            "learner_config": _jsonable(asdict(self.config)),
+            "python_random": random_state_to_json(random.getstate()),
+            "settings": jsonable(settings),
         }
-        _atomic_write(path / "learner_state.json", lambda p: Path(p).write_text(json.dumps(state)))
+        atomic_write(path / "learner_state.json", lambda p: Path(p).write_text(json.dumps(state)))
 
     def load(self, path: str | os.PathLike) -> None:
         """Restores what ``save`` wrote; a missing or corrupt file raises naming the path."""
@@ -263,9 +315,9 @@ class Learner:
             tensors = load_file(str(path / "optimizer.safetensors"))
         except (OSError, ValueError) as error:
             raise ValueError(f"unreadable learner checkpoint at {path}: {error}") from error
-        model, _ = load_model(path / "policy", dtype=self.config.dtype, device=self.config.device)
+        model, _ = load_model(path / "policy", dtype=self.settings.dtype, device=self.device)
         self.model.load_state_dict(model.state_dict())
-        _optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
+        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
         self.scheduler.last_epoch = state["scheduler"]["last_epoch"]
         self.scheduler._last_lr = [  # keep get_last_lr() consistent with the restored step
             group["lr"] for group in self.optimizer.param_groups
@@ -273,68 +325,8 @@ class Learner:
         self.num_updates = state["num_updates"]
         torch.set_rng_state(tensors["rng/torch"])
         self.generator.set_state(tensors["rng/generator"])
-        random.setstate(_random_state_from_json(state["python_random"]))
+        random.setstate(random_state_from_json(state["python_random"]))
 
 
-def _pad_rows(rows: list[list[float]], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width, dtype=torch.float32)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
-    return out
-
-
-def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for index, param_state in state["state"].items():
-        for name, value in param_state.items():
-            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"state/{index}/{name}"] = value.detach().to("cpu").contiguous()
-    return tensors, {"param_groups": _jsonable(state["param_groups"])}
-
-
-def _optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if not key.startswith("state/"):
-            continue
-        _, index, name = key.split("/", 2)
-        state.setdefault(int(index), {})[name] = value
-    param_groups = meta["param_groups"]
-    for group in param_groups:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
-
-
-def _random_state_to_json(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _random_state_from_json(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _atomic_write(target: Path, write: Callable[[str], Any]) -> None:
-    """Writes through a temporary file in the same folder, then renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 METRICS: dict[str, str] = {
     # rewards
-    "reward/mean": "mean reward of the responses trained on (after shaping such as the overlong penalty)",
+    "reward/mean": "mean reward of the groups kept for training (after shaping such as the overlong penalty), before PSR / NSR drop samples",
     "reward/accuracy": "fraction of the responses trained on that the verifier scored correct",
     "reward/sampled_accuracy": "fraction of all responses sampled this iteration (before any group filter) scored correct",
     # groups (all groups sampled this iteration, before the group filter)
@@ -21,8 +21,8 @@ METRICS: dict[str, str] = {
     "groups/kept": "groups trained on this iteration (prompts_per_step unless sampling ran out)",
     "groups/carried_over": "surplus kept groups held for the next iteration",
     "groups/sampling_rounds": "generation rounds this iteration (more than 1 only with a group filter)",
-    # advantages (responses trained on)
-    "advantages/frac_zero": "fraction of responses trained on whose advantage is 0 (|A| < 1e-8): no gradient from them",
+    # advantages (responses of the kept groups; token-level advantages such as GAE's over their tokens)
+    "advantages/frac_zero": "fraction of advantages that are 0 (|A| < 1e-8): no policy gradient from them",
     "advantages/mean": "mean advantage",
     "advantages/std": "standard deviation of the advantages",
     "advantages/min": "smallest advantage",
@@ -37,7 +37,12 @@ METRICS: dict[str, str] = {
     # policy
     "policy/entropy": "mean per-token entropy of the policy (logits divided by the temperature) over response tokens",
     "policy/kl": "mean per-token KL estimate (kl_estimator) to the reference model; 0 when kl_coef = 0",
-    "losses/total": "the minimised loss (policy loss + kl_coef * KL - entropy_coef * entropy), mean over optimizer steps",
+    "losses/total": "the minimised loss, the sum of the active terms (policy loss + kl_coef * KL - entropy_coef * entropy + the critic's value loss), mean over optimizer steps",
+    # critic (PPO)
+    "critic/value_loss": "the critic's clipped value loss 0.5 * max((V - R)^2, (V_clipped - R)^2), mean over response tokens and optimizer steps",
+    "critic/clip_frac": "fraction of response tokens where the clipped value term was the larger (value_clip bound)",
+    "critic/values_mean": "mean value the critic predicts over response tokens during the update",
+    "critic/grad_norm": "the critic's global gradient norm before clipping, mean over optimizer steps",
     # responses
     "response/length_mean": "mean response length in tokens (sampled this iteration)",
     "response/length_max": "longest response in tokens",

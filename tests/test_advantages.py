@@ -291,7 +291,43 @@ def test_bind_params_filters_a_config() -> None:
 
 def test_empty_batch() -> None:
     for name in advantages.available():
-        assert advantages.compute(name, torch.zeros(0, G)).shape == (0, G)
+        if not advantages.is_token_level(name):
+            assert advantages.compute(name, torch.zeros(0, G)).shape == (0, G)
+
+
+def test_token_level_estimators_refuse_group_rewards() -> None:
+    assert advantages.is_token_level("gae") and advantages.needs_critic("gae")
+    assert not advantages.is_token_level("ngrpo") and not advantages.needs_critic("ngrpo")
+    with pytest.raises(TypeError, match="token-level"):
+        advantages.compute("gae", torch.zeros(2, G))
+
+
+def test_gae_estimator_whitens_advantages_and_keeps_unwhitened_returns() -> None:
+    from ngrpo_rl.batch import TrainingBatch
+    from ngrpo_rl.value import gae
+
+    rewards = torch.tensor([1.0, 0.0, 0.0])
+    lengths = [3, 2, 1]
+    batch = TrainingBatch(
+        problem_ids=["a"] * 3, golds=["1"] * 3, prompt_token_ids=[[1]] * 3,
+        response_token_ids=[[5] * n for n in lengths], old_logprobs=[[-1.0] * n for n in lengths],
+        texts=[""] * 3, truncated=[False] * 3, correct=rewards.bool(), scores=rewards,
+        rewards=rewards, reasons=["x"] * 3, group_size=3,
+        values=torch.tensor([[0.2, 0.4, 0.6], [0.1, 0.3, 0.0], [0.5, 0.0, 0.0]]),
+        token_rewards=torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+    )
+    out = advantages.compute_token_level("gae", batch, gamma=1.0, lam=1.0, whiten=True)
+    mask = batch.response_mask()
+    raw, returns = gae(batch.token_rewards, batch.values, mask)
+    # gamma = lam = 1: the advantage is the reward-to-go minus the value; returns are reward-to-go.
+    torch.testing.assert_close(returns, torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(out.returns, returns)
+    valid = mask.bool()
+    assert abs(float(out.advantages[valid].mean())) < 1e-6
+    assert float(out.advantages[valid].std()) == pytest.approx(1.0, abs=1e-3)
+    # Whitening is affine with a positive scale: the order of the raw advantages is kept.
+    assert torch.equal(out.advantages[valid].argsort(), raw[valid].argsort())
+    assert bool((out.advantages[~valid] == 0).all())
 
 
 def test_component_table_ngrpo_row() -> None:

@@ -10,10 +10,10 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from ray.rllib.algorithms.algorithm import Algorithm  # noqa: E402
+from ngrpo_rl.algorithms import ALGORITHMS, NGRPO, GRPOConfig, NGRPOConfig
+from ray.rllib.algorithms.algorithm import Algorithm
 
-from ngrpo_rl import advantages, logged_metrics  # noqa: E402
-from ngrpo_rl.algorithms import ALGORITHMS, GRPOConfig, NGRPO, NGRPOConfig  # noqa: E402
+from ngrpo_rl import advantages, logged_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -60,19 +60,20 @@ def test_each_algorithm_trains_two_iterations_and_changes_the_policy(name, tmp_p
 
 
 def test_ngrpo_advantages_in_the_batch_match_the_component(tmp_path):
-    algo = small(NGRPOConfig(), tmp_path, group_filter="none").build_algo()
+    algo = small(NGRPOConfig(), tmp_path, levels=(4, 5), group_filter="none").build_algo()
     try:
         algo.train()
-        rollouts = algo.last_rollouts
+        rollouts = algo.last_batch
         expected = advantages.compute("ngrpo", rollouts.grouped(rollouts.rewards), virtual_reward=1.0)
         torch.testing.assert_close(rollouts.advantages, expected.flatten())
-        # All-wrong groups get NGRPO's calibrated -1/sqrt(G+1), never GRPO's zero.
+        # All-wrong groups get NGRPO's calibrated -1/sqrt(G+1), never GRPO's zero (levels 4-5 of
+        # the warm start are mostly wrong, so such groups occur).
         grouped = rollouts.grouped(rollouts.advantages)
         all_wrong = ~rollouts.grouped(rollouts.correct).any(dim=1)
-        if all_wrong.any():
-            torch.testing.assert_close(
-                grouped[all_wrong], torch.full_like(grouped[all_wrong], -1 / 5 ** 0.5), atol=1e-4, rtol=0
-            )
+        assert all_wrong.any(), "no all-wrong group: pick harder levels"
+        torch.testing.assert_close(
+            grouped[all_wrong], torch.full_like(grouped[all_wrong], -1 / 5 ** 0.5), atol=1e-4, rtol=0
+        )
     finally:
         algo.stop()
 
@@ -181,23 +182,31 @@ def test_validate_names_the_field():
         NGRPOConfig().training(group_filter="drop_everything").validate()
     with pytest.raises(TypeError, match="num_workers"):
         NGRPOConfig().generation(num_workers=2)
+    with pytest.raises(ValueError, match="virtual_reward.*nan"):
+        NGRPOConfig().training(virtual_reward=float("nan")).validate()
+    with pytest.raises(ValueError, match="dtype.*float7"):
+        NGRPOConfig().generation(dtype="float7").validate()
 
 
 def test_one_field_ablations():
-    ablated = NGRPOConfig().training(advantage_estimator="grpo")
+    ablated = NGRPOConfig().training(advantage_estimator="grpo", advantage_epsilon=1e-4)
     assert (ablated.epsilon_pos, ablated.epsilon_neg) == (0.24, 0.16)
-    assert ablated.advantage_params() == {"std_normalize": True}
+    assert ablated.component_params("advantage_estimator") == {"std_normalize": True, "epsilon": 1e-4}
     asymmetric_grpo = GRPOConfig().training(epsilon_pos=0.24, epsilon_neg=0.16)
-    assert asymmetric_grpo.policy_loss_params()["epsilon_pos"] == 0.24
+    assert asymmetric_grpo.component_params("policy_loss") == {
+        "epsilon_pos": 0.24, "epsilon_neg": 0.16, "dual_clip_c": asymmetric_grpo.dual_clip_c
+    }
 
 
-def test_learner_config_carries_every_training_field():
+def test_settings_carry_every_training_field():
     config = NGRPOConfig().training(lr=3e-4, num_epochs=2, kl_coef=0.1, loss_agg_mode="seq-mean-token-mean")
-    learner_config = config.debugging(seed=5).learner_config("/model", "cpu")
-    assert (learner_config.lr, learner_config.num_epochs, learner_config.kl_coef) == (3e-4, 2, 0.1)
-    assert learner_config.loss_agg_mode == "seq-mean-token-mean" and learner_config.seed == 5
-    assert learner_config.policy_loss_params == {"epsilon_pos": 0.24, "epsilon_neg": 0.16, "dual_clip_c": None}
-    assert learner_config.entropy_coef == 0.001 and learner_config.model_name_or_path == "/model"
+    settings = config.debugging(seed=5).settings()
+    assert (settings.lr, settings.num_epochs, settings.kl_coef) == (3e-4, 2, 0.1)
+    assert settings.loss_agg_mode == "seq-mean-token-mean" and settings.seed == 5
+    assert settings.component_params("policy_loss") == {
+        "epsilon_pos": 0.24, "epsilon_neg": 0.16, "dual_clip_c": config.dual_clip_c
+    }
+    assert settings.entropy_coef == config.entropy_coef
 
 
 def test_tune_grid_over_epsilon_pos_records_hparams(tmp_path):
@@ -236,12 +245,13 @@ def test_tune_grid_over_epsilon_pos_records_hparams(tmp_path):
 def test_dynamic_sampling_cap_warns_instead_of_crashing(tmp_path, caplog):
     """An untrained model gets every group wrong, so DAPO's filter keeps none of them."""
     from ngrpo_rl.algorithms import DAPOConfig
+
     from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
 
     tokenizer = char_tokenizer()
     save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2), tokenizer,
                tmp_path / "untrained")
-    config = small(DAPOConfig(), tmp_path, max_sampling_rounds=2).generation(
+    config = small(DAPOConfig(), tmp_path, max_sampling_rounds=2, overlong_buffer=1).generation(
         model_name_or_path=str(tmp_path / "untrained"), max_new_tokens=4
     )
     algo = config.build_algo()
@@ -264,4 +274,75 @@ def test_policy_loss_params_follow_the_chosen_loss_signature():
 
     config = NGRPOConfig().training(policy_loss="test_only_upper_clip")
     config.validate()
-    assert config.policy_loss_params() == {"epsilon_pos": 0.24}
+    assert config.component_params("policy_loss") == {"epsilon_pos": 0.24}
+
+
+def test_ngrpo_preset_clips_at_the_main_jobs_learning_rate(tmp_path):
+    """The preset's 4 mini-batch steps per batch move the ratio off 1, so the clip binds."""
+    config = (
+        NGRPOConfig()
+        .environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": [3, 4], "seed": 0})
+        .training(lr=1e-4)
+        .generation(max_new_tokens=6)
+        .reporting(tensorboard_dir=str(tmp_path / "tb"))
+        .debugging(seed=0)
+    )
+    assert config.prompts_per_step * config.group_size // config.minibatch_size == 4
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(3)]
+    finally:
+        algo.stop()
+    assert all(r["optim"]["num_updates"] == 4 * (i + 1) for i, r in enumerate(results))
+    clipped = sum(r["clip"]["upper_frac"] + r["clip"]["lower_frac"] for r in results)
+    assert clipped > 0
+    assert any(r["ratio"]["min"] != pytest.approx(1.0, abs=1e-6) for r in results)
+
+
+def test_ppo_trains_end_to_end_and_resumes_policy_and_critic(tmp_path):
+    from ngrpo_rl.algorithms import PPO, PPOConfig
+    from transformers import AutoModelForTokenClassification
+
+    algo = small(PPOConfig(), tmp_path, lr=1e-3, minibatch_size=8).build_algo()
+    try:
+        critic_before = {k: v.detach().clone() for k, v in algo.critic.model.named_parameters()}
+        for _ in range(2):
+            result = algo.train()
+        assert result["critic"]["value_loss"] > 0
+        assert result["advantages"]["std"] > 0
+        assert algo.last_batch.advantages.dim() == 2  # GAE: per-token advantages
+        changed = [k for k, v in algo.critic.model.named_parameters() if not torch.equal(v, critic_before[k])]
+        assert changed
+        path = algo.save_to_path(str(tmp_path / "checkpoint"))
+        policy = parameters(algo)
+        critic = {k: v.detach().clone() for k, v in algo.critic.model.named_parameters()}
+    finally:
+        algo.stop()
+    opened = AutoModelForTokenClassification.from_pretrained(os.path.join(path, "critic"))
+    for name, tensor in opened.named_parameters():
+        torch.testing.assert_close(tensor, critic[name])
+    restored = PPO.from_checkpoint(path)
+    try:
+        for name, tensor in parameters(restored).items():
+            torch.testing.assert_close(tensor, policy[name])
+        for name, tensor in restored.critic.model.named_parameters():
+            torch.testing.assert_close(tensor, critic[name])
+        assert restored.train()["training_iteration"] == 3
+    finally:
+        restored.stop()
+
+
+def test_presets_follow_the_official_scripts():
+    from ngrpo_rl.algorithms import DAPOConfig, PPOConfig, PSRNSRConfig
+
+    for config_class in (NGRPOConfig, GRPOConfig, DAPOConfig, PSRNSRConfig, PPOConfig):
+        config = config_class()
+        assert config.prompts_per_step * config.group_size // config.minibatch_size == 4
+        assert (config.entropy_coef, config.weight_decay, config.lr) == (0.001, 0.01, 1e-6)
+        assert config.loss_agg_mode == "token-mean"
+        config.validate()
+    grpo = GRPOConfig()
+    assert (grpo.kl_coef, grpo.kl_estimator, grpo.kl_clamp, grpo.kl_in_reward) == (0.001, "k3", 10.0, False)
+    ppo = PPOConfig()
+    assert (ppo.advantage_estimator, ppo.kl_in_reward, ppo.kl_estimator, ppo.critic_lr) == ("gae", True, "k1", 1e-5)
+    assert (ppo.gamma, ppo.gae_lambda, ppo.value_clip, ppo.whiten_advantages) == (1.0, 1.0, 0.5, True)

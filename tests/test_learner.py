@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from ngrpo_rl import advantages
+from ngrpo_rl.batch import TrainingBatch
 from ngrpo_rl.generation import SamplingParams, create_backend
-from ngrpo_rl.learner import Learner, LearnerConfig, lr_schedules
+from ngrpo_rl.learner import Learner, lr_schedules
 from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
-from ngrpo_rl.rollouts import Rollouts
+from ngrpo_rl.models.forward import pad_batch, response_logprobs
+from ngrpo_rl.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def rollouts(model_dir):
     backend = create_backend("hf", model_dir, seed=0)
     output = backend.generate(["1+2=", "7*8="], SamplingParams(n=4, max_new_tokens=5, seed=1))
     correct = torch.tensor([1, 0, 0, 1, 0, 0, 0, 0], dtype=torch.bool)
-    batch = Rollouts(
+    batch = TrainingBatch(
         problem_ids=["a"] * 4 + ["b"] * 4,
         golds=["3"] * 4 + ["56"] * 4,
         prompt_token_ids=output.prompt_token_ids,
@@ -37,21 +40,23 @@ def rollouts(model_dir):
         texts=output.texts,
         truncated=output.truncated,
         correct=correct,
+        scores=correct.float(),
         rewards=correct.float(),
         reasons=["correct" if c else "wrong" for c in correct],
         group_size=4,
     )
-    batch.advantages = advantages.compute("ngrpo", batch.grouped(batch.rewards)).flatten()
-    return batch
+    return batch.with_fields(
+        advantages=advantages.compute("ngrpo", batch.grouped(batch.rewards)).flatten()
+    )
 
 
-def make_learner(model_dir, **overrides) -> Learner:
-    settings = dict(model_name_or_path=model_dir, lr=1e-2, max_new_tokens=5, seed=0)
-    settings.update(overrides)
-    return Learner(LearnerConfig(**settings))
+def make_learner(model_dir, critic=None, **overrides) -> Learner:
+    values = dict(lr=1e-2, max_new_tokens=5, seed=0)
+    values.update(overrides)
+    return Learner(dataclasses.replace(Settings(), **values), model_path=model_dir, critic=critic)
 
 
-def recorded_gradients(learner: Learner, rollouts: Rollouts) -> dict[str, torch.Tensor]:
+def recorded_gradients(learner: Learner, rollouts: TrainingBatch) -> dict[str, torch.Tensor]:
     """The gradient the optimizer step would apply (the step itself is skipped)."""
     grads: dict[str, torch.Tensor] = {}
 
@@ -95,8 +100,7 @@ def test_kl_needs_and_uses_a_reference_model(model_dir, rollouts):
 
 
 def test_mask_truncated_drops_truncated_responses(model_dir, rollouts):
-    all_truncated = Rollouts(**{**rollouts.__dict__, "truncated": [True] * len(rollouts)})
-    all_truncated.advantages = rollouts.advantages
+    all_truncated = rollouts.with_fields(truncated=[True] * len(rollouts))
     learner = make_learner(model_dir, mask_truncated=True)
     before = [p.detach().clone() for p in learner.model.parameters()]
     learner.update(all_truncated)
@@ -138,3 +142,41 @@ def test_schedules_warm_up_then_stay_within_the_base_rate(name):
     assert all(0.0 <= v <= 1.0 for v in values)
     if name != "constant":
         assert values[-1] == pytest.approx(0.0)
+
+
+def test_entropy_is_in_the_graph_only_when_it_is_a_loss_term(model_dir, rollouts):
+    learner = make_learner(model_dir)
+    padded = pad_batch(rollouts.prompt_token_ids, rollouts.response_token_ids, learner.tokenizer.pad_token_id)
+    logp, metric_only = response_logprobs(learner.model, padded, return_entropy=True, entropy_grad=False)
+    _, in_loss = response_logprobs(learner.model, padded, return_entropy=True, entropy_grad=True)
+    assert logp.requires_grad and not metric_only.requires_grad and in_loss.requires_grad
+    torch.testing.assert_close(metric_only, in_loss.detach())
+    assert "entropy" not in make_learner(model_dir, entropy_coef=0.0).terms
+    assert "entropy" in make_learner(model_dir, entropy_coef=0.01).terms
+
+
+def test_kl_clamp_bounds_the_per_token_kl(model_dir, rollouts):
+    clamped = make_learner(model_dir, kl_coef=0.1, kl_clamp=1e-6, num_epochs=2, minibatch_size=4)
+    metrics = clamped.update(rollouts)
+    assert 0 < metrics["policy/kl"] <= 1e-6 + 1e-9
+
+
+def test_the_value_term_trains_only_the_critic(model_dir, rollouts):
+    from ngrpo_rl.critic import Critic
+    from ngrpo_rl.value import gae
+
+    critic = Critic(model_dir, lr=1e-2)
+    learner = make_learner(model_dir, critic=critic, value_clip=0.5)
+    assert "value" in learner.terms
+    batch = learner.annotate(rollouts)
+    mask = batch.response_mask()
+    token_rewards = torch.zeros_like(mask)
+    token_rewards[torch.arange(len(batch)), batch.response_lengths().long() - 1] = batch.rewards
+    token_advantages, returns = gae(token_rewards, batch.values, mask)
+    batch = batch.with_fields(advantages=token_advantages, returns=returns)
+    critic_before = [p.detach().clone() for p in critic.parameters()]
+    metrics = learner.update(batch)
+    assert metrics["critic/value_loss"] > 0 and metrics["critic/grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, critic.parameters()))
+    # Policy and critic are separate models: no parameter is shared.
+    assert not {id(p) for p in critic.parameters()} & {id(p) for p in learner.model.parameters()}

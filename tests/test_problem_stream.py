@@ -1,4 +1,4 @@
-from ngrpo_rl.algorithms.data import ProblemStream
+from ngrpo_rl.pipeline.collect import ProblemStream
 
 
 def test_stream_covers_each_epoch_once_in_a_seeded_order():

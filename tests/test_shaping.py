@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ngrpo_rl.reward_shaping import overlong_penalty
+from ngrpo_rl.pipeline.shaping import overlong_penalty
 
 
 def test_overlong_penalty_by_hand() -> None:

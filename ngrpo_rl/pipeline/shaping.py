@@ -1,11 +1,74 @@
-"""Reward shaping applied to verifier rewards before the advantage estimator."""
+"""The shape-rewards stage: registered shapers turn the environment's reward into the reward the
+advantage estimator sees.
+
+A shaper has one signature, ``fn(batch: TrainingBatch, **params) -> rewards [N]``: it reads the
+batch (``batch.rewards`` holds the reward so far, the environment's ``scores`` at first) and
+returns the new rewards. ``shape_rewards`` runs the chosen shapers in order. Partial credit from an
+environment passes through untouched unless a shaper changes it; DAPO's soft overlong penalty is a
+shaper like any other. Add one with ``@reward_shapers.register("name")``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from ngrpo_rl.batch import TrainingBatch
+from ngrpo_rl.registry import Registry
+
+RewardShaper = Callable[..., Tensor]
+
+reward_shapers: Registry[RewardShaper] = Registry("reward shaper")
+
+
+def available() -> list[str]:
+    """The registered reward-shaper names, sorted."""
+    return reward_shapers.available()
+
+
+def shape_rewards(
+    batch: TrainingBatch, names: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None = None
+) -> TrainingBatch:
+    """``batch`` with ``rewards`` recomputed from ``scores`` by the shapers ``names``, in order.
+
+    ``params[name]`` are the keyword arguments of shaper ``name``. Shaped rewards must be finite.
+    """
+    params = params or {}
+    rewards = batch.scores.clone()
+    for name in names:
+        rewards = reward_shapers.get(name)(batch.with_fields(rewards=rewards), **params.get(name, {}))
+        if rewards.shape != batch.scores.shape or not bool(torch.isfinite(rewards).all()):
+            raise ValueError(
+                f"reward shaper {name!r} must return finite rewards of shape {tuple(batch.scores.shape)}"
+            )
+    return batch.with_fields(rewards=rewards)
+
+
+@reward_shapers.register("overlong_penalty")
+def overlong_penalty_shaper(
+    batch: TrainingBatch,
+    *,
+    max_new_tokens: int,
+    overlong_buffer: int,
+    overlong_penalty_factor: float = 1.0,
+) -> Tensor:
+    """Adds DAPO's soft overlong penalty (``overlong_penalty``) for each response's length."""
+    return batch.rewards + overlong_penalty(
+        batch.response_lengths(),
+        max_new_tokens=max_new_tokens,
+        overlong_buffer=overlong_buffer,
+        penalty_factor=overlong_penalty_factor,
+    ).to(batch.rewards.dtype)
+
+
+@reward_shapers.register("binary")
+def binary_shaper(batch: TrainingBatch) -> Tensor:
+    """The verifier's verdict as the reward, 1 if correct else 0, ignoring partial credit."""
+    return batch.correct.to(batch.rewards.dtype)
 
 
 def overlong_penalty(

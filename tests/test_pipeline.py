@@ -1,0 +1,273 @@
+"""The training pipeline without Ray: collection with oversampling and carry-over, reward shaping,
+group filters, the estimate and drop stages, and one whole iteration on a tiny model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from ngrpo_rl import advantages
+from ngrpo_rl.batch import TrainingBatch
+from ngrpo_rl.pipeline.collect import Collector, ProblemStream, Sampler
+from ngrpo_rl.pipeline.shaping import shape_rewards
+from ngrpo_rl.pipeline.stages import (
+    drop_zero_advantage_stage,
+    estimate_stage,
+    filter_stage,
+    sampling_metrics,
+)
+from ngrpo_rl.settings import Settings
+
+G = 4
+
+
+@dataclass(frozen=True)
+class FakeProblem:
+    id: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class FakeVerdict:
+    correct: bool
+    reward: float
+    reason: str
+
+
+def fake_batch(problems, scores_per_problem, lengths=None) -> TrainingBatch:
+    """One group of G rows per problem; ``scores_per_problem[p.id]`` gives the G scores."""
+    rows = [(p, s) for p in problems for s in scores_per_problem[p.id]]
+    lengths = lengths or [3] * len(rows)
+    scores = torch.tensor([s for _, s in rows], dtype=torch.float32)
+    return TrainingBatch(
+        problem_ids=[p.id for p, _ in rows],
+        golds=[p.answer for p, _ in rows],
+        prompt_token_ids=[[1, 2]] * len(rows),
+        response_token_ids=[[5] * n for n in lengths],
+        old_logprobs=[[-1.0] * n for n in lengths],
+        texts=["x"] * len(rows),
+        truncated=[False] * len(rows),
+        correct=scores >= 1.0,
+        scores=scores,
+        rewards=scores.clone(),
+        reasons=["correct" if s >= 1 else "wrong" for _, s in rows],
+        group_size=G,
+    )
+
+
+class ScriptedSampler:
+    """In every round, the first half (rounded up) of the problems is solved by half the group (mixed groups),
+    the second half by nobody (all-wrong groups)."""
+
+    def __init__(self, solved_per_round=None):
+        self.calls: list[tuple[list[str], int]] = []
+        self.solved: set[str] = set()
+        self.solved_per_round = solved_per_round
+
+    def __call__(self, problems, seed):
+        self.calls.append(([p.id for p in problems], seed))
+        half = self.solved_per_round if self.solved_per_round is not None else (len(problems) + 1) // 2
+        self.solved |= {p.id for p in problems[:half]}
+        scores = {p.id: ([1.0, 1.0, 0.0, 0.0] if i < half else [0.0] * G) for i, p in enumerate(problems)}
+        return fake_batch(problems, scores), {"timers/generate": 0.5, "timers/score": 0.25}
+
+
+def make_collector(sampler, *, prompts_per_step=4, max_sampling_rounds=4, group_filter="none", problems=20):
+    stream = ProblemStream([FakeProblem(str(i), "1") for i in range(problems)], seed=0)
+    return Collector(
+        sampler,
+        stream,
+        prompts_per_step=prompts_per_step,
+        max_sampling_rounds=max_sampling_rounds,
+        shape=lambda batch: batch,
+        filter_groups=filter_stage(group_filter),
+        seed=0,
+    )
+
+
+def test_without_a_filter_one_round_gives_prompts_per_step_groups():
+    sampler = ScriptedSampler()
+    collected = make_collector(sampler).collect(iteration=0)
+    assert collected.rounds == 1 and len(sampler.calls) == 1
+    assert collected.batch.num_groups == 4 and collected.carried_over == 0
+    assert collected.timers == {"timers/generate": 0.5, "timers/score": 0.25}
+
+
+def test_filter_oversamples_and_carries_the_surplus_over():
+    sampler = ScriptedSampler()
+    collector = make_collector(sampler, group_filter="drop_all_incorrect")
+    first = collector.collect(iteration=0)
+    # Each round of 4 problems keeps the 2 mixed groups: two rounds for 4 groups, no surplus.
+    assert first.rounds == 2 and first.batch.num_groups == 4 and first.carried_over == 0
+    assert set(first.batch.problem_ids) <= sampler.solved
+    assert first.sampled.num_groups == 8
+    assert first.timers["timers/generate"] == pytest.approx(1.0)
+    # Rounds draw fresh problems and fresh seeds.
+    (ids_a, seed_a), (ids_b, seed_b) = sampler.calls
+    assert not set(ids_a) & set(ids_b) and seed_a != seed_b
+
+
+def test_surplus_groups_are_trained_on_first_next_iteration():
+    sampler = ScriptedSampler()
+    collector = make_collector(sampler, prompts_per_step=3, group_filter="drop_all_incorrect")
+    first = collector.collect(iteration=0)
+    assert first.batch.num_groups == 3 and first.carried_over == 1
+    surplus_id = collector.carry_over.problem_ids[0]
+    second = collector.collect(iteration=1)
+    assert second.batch.problem_ids[0] == surplus_id
+    assert second.batch.num_groups == 3
+
+
+def test_max_sampling_rounds_caps_collection_with_a_warning(caplog):
+    sampler = ScriptedSampler(solved_per_round=1)
+    collector = make_collector(sampler, max_sampling_rounds=2, group_filter="drop_homogeneous")
+    with caplog.at_level(logging.WARNING):
+        collected = collector.collect(iteration=0)
+    assert collected.rounds == 2 and collected.batch.num_groups == 2
+    assert any("max_sampling_rounds" in r.getMessage() for r in caplog.records)
+    metrics = sampling_metrics(collected)
+    assert metrics["groups/sampled"] == 8 and metrics["groups/kept"] == 2
+    assert metrics["groups/frac_all_incorrect"] == pytest.approx(0.75)
+
+
+def test_a_filter_that_keeps_nothing_returns_an_empty_batch():
+    collector = make_collector(ScriptedSampler(), max_sampling_rounds=1)
+    collector.filter_groups = lambda batch: batch.select_groups(torch.zeros(batch.num_groups, dtype=torch.bool))
+    collected = collector.collect(iteration=0)
+    assert len(collected.batch) == 0 and collected.sampled.num_groups == 4
+
+
+def test_partial_credit_from_the_env_reaches_the_estimator():
+    problems = [FakeProblem("0", "1")]
+    batch = fake_batch(problems, {"0": [0.5, 0.25, 0.0, 0.0]})
+    estimated = estimate_stage("grpo")(shape_rewards(batch, ()))
+    expected = advantages.compute("grpo", torch.tensor([[0.5, 0.25, 0.0, 0.0]]))
+    torch.testing.assert_close(estimated.advantages, expected.flatten())
+    assert estimated.advantages[0] > estimated.advantages[1] > 0  # the half-right answer ranks first
+
+
+def test_overlong_penalty_is_a_shaper_and_filters_see_the_unshaped_scores():
+    problems = [FakeProblem("0", "1")]
+    batch = fake_batch(problems, {"0": [1.0, 1.0, 1.0, 1.0]}, lengths=[4, 7, 8, 8])
+    params = {"overlong_penalty": {"max_new_tokens": 8, "overlong_buffer": 4, "overlong_penalty_factor": 1.0}}
+    shaped = shape_rewards(batch, ("overlong_penalty",), params)
+    assert shaped.rewards.tolist() == pytest.approx([1.0, 0.25, 0.0, 0.0])
+    assert torch.equal(shaped.scores, batch.scores)
+    # All four are correct: DAPO's dynamic sampling drops the group although the rewards differ.
+    assert len(filter_stage("drop_homogeneous")(shaped)) == 0
+
+
+def test_unknown_shaper_lists_the_registered_ones():
+    batch = fake_batch([FakeProblem("0", "1")], {"0": [1.0, 0.0, 0.0, 0.0]})
+    with pytest.raises(ValueError, match="overlong_penalty"):
+        shape_rewards(batch, ("nope",))
+
+
+@pytest.mark.parametrize("name, kept_correct", [("psr", True), ("nsr", False)])
+def test_psr_and_nsr_drop_the_other_samples(name, kept_correct):
+    problems = [FakeProblem("0", "1"), FakeProblem("1", "1")]
+    batch = fake_batch(problems, {"0": [1.0, 0.0, 0.0, 0.0], "1": [1.0, 1.0, 0.0, 0.0]})
+    assert advantages.estimators.metadata(name)["drop_zero_advantage_samples"]
+    assert Settings(advantage_estimator=name).drops_zero_advantage_samples()
+    estimated = estimate_stage(name)(batch)
+    dropped = drop_zero_advantage_stage()(estimated)
+    assert len(dropped) == (3 if kept_correct else 5)
+    assert bool((dropped.correct == kept_correct).all())
+    assert bool((dropped.advantages != 0).all())
+
+
+def test_w_reinforce_keeps_every_sample_and_the_drop_is_one_field():
+    assert not Settings(advantage_estimator="w_reinforce").drops_zero_advantage_samples()
+    assert not Settings(advantage_estimator="psr", drop_zero_advantage_samples=False).drops_zero_advantage_samples()
+
+
+class FakeEnv:
+    def prompt(self, problem):
+        return f"{problem.id}+0="
+
+    def score_batch(self, problems, completions):
+        return [FakeVerdict(c.strip() == p.answer, 1.0 if c.strip() == p.answer else 0.0, "x")
+                for p, c in zip(problems, completions)]
+
+
+def test_sampler_scores_with_the_env_and_keeps_sampling_logprobs():
+    from ngrpo_rl.generation.types import GenerationOutput
+
+    def generate(prompts, params):
+        rows = len(prompts) * params.n
+        return GenerationOutput(
+            prompt_token_ids=[[1]] * rows,
+            response_token_ids=[[7, 2]] * rows,
+            response_logprobs=[[-0.5, -0.1]] * rows,
+            texts=["1", "2"] * (rows // 2),
+            truncated=[False] * rows,
+        )
+
+    sampler = Sampler(generate, FakeEnv(), group_size=2, max_new_tokens=4)
+    batch, timers = sampler([FakeProblem("a", "1"), FakeProblem("b", "2")], seed=3)
+    assert batch.scores.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert torch.equal(batch.rewards, batch.scores)
+    assert batch.problem_ids == ["a", "a", "b", "b"]
+    torch.testing.assert_close(batch.padded_old_logprobs(), torch.tensor([[-0.5, -0.1]] * 4))
+    assert set(timers) == {"timers/generate", "timers/score"}
+
+
+@pytest.fixture(scope="module")
+def untrained_dir(tmp_path_factory):
+    from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
+
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    tokenizer = char_tokenizer()
+    save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0), tokenizer, path)
+    return str(path)
+
+
+def run_one_iteration(model_dir, critic=None, **values):
+    from ngrpo_rl.envs import ArithmeticEnv
+
+    from ngrpo_rl.generation import create_backend
+    from ngrpo_rl.learner import Learner
+    from ngrpo_rl.pipeline.engine import build_pipeline
+
+    settings = Settings(**{
+        "group_size": 4, "prompts_per_step": 2, "max_new_tokens": 4, "micro_batch_size": 3,
+        "minibatch_size": 4, "lr": 1e-2, "group_filter": "none", **values,
+    })
+    learner = Learner(settings, model_path=model_dir, critic=critic)
+    env = ArithmeticEnv(levels=[5], seed=0)  # an untrained model gets these all wrong
+    pipeline = build_pipeline(
+        settings,
+        generate=create_backend("hf", model_dir, seed=0).generate,
+        env=env,
+        problems=ProblemStream(env.problems, seed=0),
+        learner=learner,
+    )
+    return pipeline.step(0)
+
+
+def test_one_ngrpo_iteration_without_ray(untrained_dir):
+    batch, metrics = run_one_iteration(untrained_dir, advantage_estimator="ngrpo")
+    assert metrics["groups/frac_all_incorrect"] == 1.0
+    # GRPO would give these groups zero advantage; NGRPO gives each response -1/sqrt(G + 1).
+    torch.testing.assert_close(batch.advantages, torch.full((8,), -1 / 5 ** 0.5), atol=1e-5, rtol=0)
+    assert metrics["advantages/frac_zero"] == 0.0
+    assert metrics["optim/num_updates"] == 2  # 8 responses in mini-batches of 4
+    assert metrics["ratio/max"] > 1.0 or metrics["ratio/min"] < 1.0  # the second step is off-policy
+
+
+def test_one_ppo_iteration_without_ray(untrained_dir):
+    from ngrpo_rl.critic import Critic
+
+    batch, metrics = run_one_iteration(
+        untrained_dir, critic=Critic(untrained_dir, lr=1e-3), advantage_estimator="gae",
+        whiten_advantages=True, kl_coef=0.01, kl_in_reward=True, kl_estimator="k1",
+    )
+    mask = batch.response_mask().bool()
+    assert batch.advantages.shape == mask.shape and batch.returns.shape == mask.shape
+    assert batch.advantages[mask].mean().abs() < 1e-5  # whitened over the batch's tokens
+    assert batch.ref_logprobs is not None and batch.values is not None
+    assert metrics["critic/value_loss"] > 0
+    assert metrics["policy/kl"] == 0.0
