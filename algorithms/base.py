@@ -11,10 +11,6 @@ defaults.
 from __future__ import annotations
 
 import logging
-import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -23,8 +19,10 @@ from typing import Any
 import gymnasium
 import ngrpo_rl.envs  # noqa: F401  (registers the gymnasium ids)
 import torch
+from ngrpo_rl.algorithms.checkpoints import FolderCheckpoint, write_atomically
 from ngrpo_rl.algorithms.config import RLVRConfig
 from ngrpo_rl.algorithms.default_model import resolve_model_path
+from ngrpo_rl.algorithms.reporting import TensorBoardWriter, nest
 from ngrpo_rl.envs.problems import Problem
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils import force_list
@@ -122,17 +120,13 @@ class RLVRAlgorithm(Algorithm):
     def _make_env(self, env_config: dict) -> gymnasium.Env:
         return gymnasium.make(self.config.env, tokenizer=self.tokenizer, **dict(env_config))
 
-    def _open_tensorboard(self):
+    def _open_tensorboard(self) -> TensorBoardWriter | None:
         """A standalone run writes its own events; under Tune, Tune's logger writes them."""
         cfg = self.config
         under_tune = getattr(self, "_storage", None) is not None
         if not cfg.tensorboard or (under_tune and cfg.tensorboard_dir is None):
             return None
-        from tensorboardX import SummaryWriter
-
-        logdir = cfg.tensorboard_dir or self.logdir
-        print(f"TensorBoard: tensorboard --logdir {logdir}")
-        return SummaryWriter(logdir)
+        return TensorBoardWriter(cfg.tensorboard_dir or self.logdir, cfg.log_completions)
 
     # -- one iteration -------------------------------------------------------------------------
 
@@ -144,8 +138,9 @@ class RLVRAlgorithm(Algorithm):
             started = time.perf_counter()
             results.update(self.evaluate_pass_at_k().as_metrics())
             results["timers/evaluate"] = time.perf_counter() - started
-        self._write_tensorboard(results)
-        return _nest(results)
+        if self._tensorboard is not None:
+            self._tensorboard.scalars(results, self.iteration + 1)
+        return nest(results)
 
     def training_step(self) -> dict[str, float]:
         """DESIGN.md section 4: steps 1-5 in the pipeline, step 6 here; returns step 7's metrics."""
@@ -158,7 +153,8 @@ class RLVRAlgorithm(Algorithm):
             self.generation.sync_weights(self.learner.state_dict_for_generation())
             metrics["timers/sync"] = time.perf_counter() - started
         metrics["generation/worker_restarts"] = float(self.generation.num_restarts)
-        self._log_completions(batch)
+        if self._tensorboard is not None:
+            self._tensorboard.completions(batch, self.iteration + 1)
         self.last_batch = batch  # what the update saw, for inspection and debugging
         return metrics
 
@@ -201,32 +197,6 @@ class RLVRAlgorithm(Algorithm):
         """The first ``evaluation_num_problems`` problems of the env's held-out split."""
         return list(self.held_out_env.unwrapped.problems[: self.config.evaluation_num_problems])
 
-    # -- reporting -----------------------------------------------------------------------------
-
-    def _write_tensorboard(self, results: dict[str, float]) -> None:
-        if self._tensorboard is None:
-            return
-        step = self.iteration + 1
-        for key, value in results.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._tensorboard.add_scalar(key, value, step)
-        self._tensorboard.flush()
-
-    def _log_completions(self, batch: TrainingBatch) -> None:
-        if self._tensorboard is None or not self.config.log_completions or batch.advantages is None:
-            return
-        rows = ["| problem | gold | completion | reward | advantage |", "|---|---|---|---|---|"]
-        for i in range(min(self.config.log_completions, len(batch))):
-            text = batch.texts[i].replace("|", "\\|").replace("\n", " ")[:200]
-            advantage = batch.advantages[i]
-            if advantage.dim():  # token-level: the mean over the response
-                advantage = advantage[: len(batch.response_token_ids[i])].mean()
-            rows.append(
-                f"| {batch.problem_ids[i]} | {batch.golds[i]} | {text} | "
-                f"{float(batch.rewards[i]):.2f} | {float(advantage):+.3f} |"
-            )
-        self._tensorboard.add_text("samples/completions", "\n".join(rows), self.iteration + 1)
-
     # -- checkpoints ---------------------------------------------------------------------------
 
     def get_state(
@@ -257,9 +227,9 @@ class RLVRAlgorithm(Algorithm):
         self.pipeline.collector.carry_over = None
 
     def get_checkpointable_components(self) -> list[tuple[str, Checkpointable]]:
-        components: list[tuple[str, Checkpointable]] = [("learner", _FolderCheckpoint(self.learner))]
+        components: list[tuple[str, Checkpointable]] = [("learner", FolderCheckpoint(self.learner))]
         if self.critic is not None:
-            components.append(("critic", _FolderCheckpoint(self.critic)))
+            components.append(("critic", FolderCheckpoint(self.critic)))
         return components
 
     def save_to_path(self, path=None, *, state=None, filesystem=None, use_msgpack=False) -> str:
@@ -269,18 +239,9 @@ class RLVRAlgorithm(Algorithm):
             return super().save_to_path(
                 path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
-        target = Path(path).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        try:
-            super().save_to_path(str(tmp), state=state, use_msgpack=use_msgpack)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return str(target)
+        return write_atomically(
+            path, lambda tmp: super(RLVRAlgorithm, self).save_to_path(tmp, state=state, use_msgpack=use_msgpack)
+        )
 
     def restore_from_path(self, path, *args, **kwargs) -> None:
         if not Path(path).is_dir() and "://" not in str(path):
@@ -315,47 +276,8 @@ class RLVRAlgorithm(Algorithm):
                 env.close()
 
 
-class _FolderCheckpoint(Checkpointable):
-    """Checkpoints a learner or critic through its own ``save(path)`` / ``load(path)``: a Hugging
-    Face model folder plus safetensors and JSON state, no pickle."""
-
-    def __init__(self, owner: Any) -> None:
-        self.owner = owner
-
-    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
-        return {}
-
-    def set_state(self, state: dict) -> None:
-        pass
-
-    def get_ctor_args_and_kwargs(self):
-        return (), {}
-
-    def get_checkpointable_components(self) -> list:
-        return []
-
-    def save_to_path(self, path=None, *, state=None, filesystem=None, use_msgpack=False) -> str:
-        self.owner.save(path)
-        return str(path)
-
-    def restore_from_path(self, path, *, component=None, filesystem=None, **kwargs) -> None:
-        self.owner.load(path)
-
-
 def _worker_device(cfg: RLVRConfig) -> str:
     return "cuda" if cfg.num_gpus_per_generation_worker else "cpu"
-
-
-def _nest(flat: dict[str, float]) -> dict[str, Any]:
-    """``{"clip/upper_frac": x}`` -> ``{"clip": {"upper_frac": x}}`` (RLlib-style result dict)."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        head, _, tail = key.partition("/")
-        if tail:
-            nested.setdefault(head, {})[tail] = value
-        else:
-            nested[head] = value
-    return nested
 
 
 __all__ = ["RLVRAlgorithm", "RLVRConfig"]

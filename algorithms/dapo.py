@@ -9,7 +9,8 @@ The preset reproduces the NGRPO paper's DAPO baseline, nangongrui-ngr/NGRPO at e
 ``train_scripts/train_qwen2.5-math-7b_dapo.sh``: ``clip_ratio_low=0.2`` / ``clip_ratio_high=0.28``
 (l. 12-13, 49-50), ``reward_manager=dapo`` (l. 14, 34: the overlong penalty of
 ``verl/workers/reward_manager/dapo.py`` l. 73-77 with ``buffer_length: 1024`` of a 3072-token
-maximum, ``verl/trainer/config/ppo_trainer.yaml`` l. 155-157, so a third of ``max_new_tokens``),
+maximum, ``verl/trainer/config/ppo_trainer.yaml`` l. 155-157, so by default the last third of
+``max_new_tokens``, whatever it is set to),
 ``filter_groups`` with ``strategy=all`` (l. 15-16, 25-26), ``kl_coef=0.0`` (l. 19: the KL loss is on
 with weight 0, i.e. off), plus the setup every algorithm shares (``official.OFFICIAL_SETUP``:
 entropy 0.001, 4 mini-batch steps, lr 1e-6, weight decay 0.01, token-mean).
@@ -37,9 +38,8 @@ class DAPOConfig(RLVRConfig):
         self.group_filter = "drop_homogeneous"  # filter_groups.strategy=all
         self.max_sampling_rounds = 4
         self.reward_shaping = ("overlong_penalty",)  # reward_manager=dapo
-        # buffer_length 1024 of max_response_length 3072: a third of max_new_tokens. Scale it
-        # with max_new_tokens.
-        self.overlong_buffer = max(1, self.max_new_tokens // 3)
+        # None: buffer_length 1024 of max_response_length 3072, a third of max_new_tokens.
+        self.overlong_buffer = None
         self.overlong_penalty_factor = 1.0
 
 

@@ -57,9 +57,10 @@ from ngrpo_rl.models import (
 )
 from ngrpo_rl.models.io import ModelLoadError, check_model_dir
 from ngrpo_rl.models.tokenizer import CHARACTERS, SPECIAL_TOKENS
+from ngrpo_rl.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = "ngrpo_rl/tiny-arithmetic"
-"""The name that stands for the warm-started tiny model in any ``model_name_or_path``."""
+# DEFAULT_MODEL, the name that stands for the warm-started tiny model in any
+# ``model_name_or_path``, is declared with the other defaults in ngrpo_rl.settings.
 
 STATS_FILE = "warm_start.json"
 

@@ -370,14 +370,13 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
 def entropy_from_logits(logits: Tensor) -> Tensor:
     """Entropy [B, T] of the softmax over the last axis of logits [B, T, V].
 
-    H = logsumexp(z) - sum(softmax(z) * z), evaluated on z - max(z) (H is shift invariant) so large
-    logits lose no precision to cancellation. Half-precision logits are upcast to float32; logits of
-    -inf (masked vocabulary entries) contribute 0.
+    H = -sum(p * log p) with log p = log_softmax(z), which is shift invariant and stable for large
+    logits. Half-precision logits are upcast to float32; logits of -inf (masked vocabulary entries)
+    contribute 0, with a finite gradient.
     """
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    logits = logits - logits.detach().amax(dim=-1, keepdim=True)
-    probs = torch.softmax(logits, dim=-1)
-    # Zero probability times -inf logit is NaN; such entries contribute nothing to the entropy.
-    finite_logits = torch.where(torch.isneginf(logits), torch.zeros_like(logits), logits)
-    return torch.logsumexp(logits, dim=-1) - (probs * finite_logits).sum(dim=-1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    # p * log p is 0 * -inf = NaN where p = 0; those entries contribute nothing (and no gradient).
+    finite = torch.where(torch.isneginf(log_probs), torch.zeros_like(log_probs), log_probs)
+    return -(log_probs.exp() * finite).sum(dim=-1)

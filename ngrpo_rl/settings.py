@@ -32,7 +32,8 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
-# The bundled tiny model's name; ``ngrpo_rl.algorithms.default_model.resolve_model_path`` resolves it.
+# The bundled tiny model's name (declared here, imported by ngrpo_rl.algorithms.default_model, whose
+# ``resolve_model_path`` builds it on first use).
 DEFAULT_MODEL = "ngrpo_rl/tiny-arithmetic"
 
 # The builder sections, in the order the docs list them.
@@ -246,7 +247,8 @@ SETTINGS: tuple[Setting, ...] = (
               "e.g. ('overlong_penalty',)", each(Check(bool, "non-empty"), distinct=True), DAPO,
               registry="ngrpo_rl.pipeline.shaping:reward_shapers"),
     _training("overlong_buffer", None, int | None,
-              "DAPO soft overlong penalty: length of the penalty ramp before max_new_tokens (None = off)",
+              "length of the ramp of the 'overlong_penalty' shaper before max_new_tokens (None = a "
+              "third of max_new_tokens, as the official DAPO run's 1024 of 3072)",
               at_least(1), DAPO),
     _training("overlong_penalty_factor", 1.0, float, "DAPO: the penalty at max_new_tokens", at_least(0),
               DAPO),
@@ -557,11 +559,6 @@ def _check_consistency(read: Callable[[str], Any]) -> None:
         raise ValueError(
             f"overlong_buffer must be <= max_new_tokens ({max_new_tokens}), got {buffer}; shorten the "
             f"buffer or raise max_new_tokens"
-        )
-    if "overlong_penalty" in read("reward_shaping") and buffer is None:
-        raise ValueError(
-            "reward_shaping includes 'overlong_penalty' but overlong_buffer is None; set "
-            ".training(overlong_buffer=...) to the length of the penalty ramp"
         )
     samples = read("evaluation_samples_per_problem")
     bad_ks = [k for k in read("evaluation_ks") if k > samples]

@@ -160,6 +160,15 @@ def test_overlong_penalty_is_a_shaper_and_filters_see_the_unshaped_scores():
     assert len(filter_stage("drop_homogeneous")(shaped)) == 0
 
 
+def test_the_default_overlong_buffer_is_a_third_of_max_new_tokens():
+    batch = fake_batch([FakeProblem("0", "1")], {"0": [1.0] * 4}, lengths=[20, 21, 25, 30])
+    params = {"overlong_penalty": Settings(max_new_tokens=30).component_params("reward_shaping", "overlong_penalty")}
+    assert params["overlong_penalty"]["overlong_buffer"] is None
+    shaped = shape_rewards(batch, ("overlong_penalty",), params)
+    # Free up to 30 - 10 = 20 tokens, then -1/10 per token, -1 at 30.
+    assert shaped.rewards.tolist() == pytest.approx([1.0, 0.9, 0.5, 0.0])
+
+
 def test_unknown_shaper_lists_the_registered_ones():
     batch = fake_batch([FakeProblem("0", "1")], {"0": [1.0, 0.0, 0.0, 0.0]})
     with pytest.raises(ValueError, match="overlong_penalty"):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ngrpo_rl.generation.backend import GenerationBackend, backends, create_backend
-from ngrpo_rl.models.forward import pad_batch, response_logprobs, token_logprobs
 from ngrpo_rl.generation.hf import HFBackend
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams, derive_seed
+from ngrpo_rl.models.forward import pad_batch, response_logprobs, token_logprobs
 
 # GenerationPool is left out of __all__ so that a star import never imports Ray.
 __all__ = [

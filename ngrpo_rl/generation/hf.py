@@ -29,8 +29,8 @@ from transformers import (
 )
 
 from ngrpo_rl.generation.backend import GenerationBackend, backends
-from ngrpo_rl.models.forward import token_logprobs
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams
+from ngrpo_rl.models.forward import token_logprobs
 from ngrpo_rl.models.io import load_model
 from ngrpo_rl.models.tokenizer import encode_prompts
 

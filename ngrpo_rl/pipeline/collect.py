@@ -207,8 +207,10 @@ class Collector:
                     sum(b.num_groups for b in kept), self.prompts_per_step, rounds,
                 )
                 break
+            problems = self.problems.take(self.prompts_per_step)
+            # The stream position after the draw names the round: distinct across rounds and runs.
             seed = derive_seed(derive_seed(self.seed, iteration), self.problems.index)
-            batch, spent = self.sample(self.problems.take(self.prompts_per_step), seed)
+            batch, spent = self.sample(problems, seed)
             for key, seconds in spent.items():
                 timers[key] = timers.get(key, 0.0) + seconds
             batch = self.shape(batch)

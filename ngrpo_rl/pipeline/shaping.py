@@ -53,10 +53,17 @@ def overlong_penalty_shaper(
     batch: TrainingBatch,
     *,
     max_new_tokens: int,
-    overlong_buffer: int,
+    overlong_buffer: int | None = None,
     overlong_penalty_factor: float = 1.0,
 ) -> Tensor:
-    """Adds DAPO's soft overlong penalty (``overlong_penalty``) for each response's length."""
+    """Adds DAPO's soft overlong penalty (``overlong_penalty``) for each response's length.
+
+    ``overlong_buffer=None`` ramps over the last third of ``max_new_tokens``, the proportion of the
+    official DAPO run (``buffer_length: 1024`` of 3072 tokens, nangongrui-ngr/NGRPO
+    ``verl/trainer/config/ppo_trainer.yaml`` l. 155-157), so it follows ``max_new_tokens``.
+    """
+    if overlong_buffer is None:
+        overlong_buffer = max(1, max_new_tokens // 3)
     return batch.rewards + overlong_penalty(
         batch.response_lengths(),
         max_new_tokens=max_new_tokens,
