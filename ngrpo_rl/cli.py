@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train = commands.add_parser("train", help="train an algorithm (default: the main job)")
     train.add_argument("--config", type=Path, help="YAML file of config keys (flat)")
-    train.add_argument("--algorithm", help="ngrpo | grpo | dapo | dr_grpo | psr_nsr")
+    train.add_argument("--algorithm", help="ngrpo | grpo | dapo | dr_grpo | psr_nsr | ppo (ngrpo-rl algorithms lists them)")
     train.add_argument("--iterations", type=int, help="train() calls")
     train.add_argument("--output-dir", type=Path, help="where checkpoints and events go")
     train.add_argument(
@@ -89,12 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe_algorithms() -> str:
     from ngrpo_rl.algorithms import ALGORITHMS
 
-    fields = ("advantage_estimator", "epsilon_pos", "epsilon_neg", "loss_agg_mode", "group_filter")
-    lines = [f"{'algorithm':<10}" + "".join(f"{f:>22}" for f in fields)]
+    fields = ("advantage_estimator", "epsilon_pos", "epsilon_neg", "loss_agg_mode", "group_filter",
+              "kl_coef", "entropy_coef")
+    rows = [["algorithm", *fields]]
     for name, (_, config_class) in ALGORITHMS.items():
         config = config_class()
-        lines.append(f"{name:<10}" + "".join(f"{getattr(config, f)!s:>22}" for f in fields))
-    return "\n".join(lines)
+        rows.append([name, *(str(getattr(config, f)) for f in fields)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def load_job(config_file: Path | None, overrides: Sequence[str]) -> dict[str, Any]:

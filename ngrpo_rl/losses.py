@@ -24,15 +24,21 @@ from ngrpo_rl.registry import ParamSource, Registry, bind_keywords
 # ---- input checks ------------------------------------------------------------------------------
 
 
-def _bool_mask(mask: Tensor, like: Tensor) -> Tensor:
-    """``mask`` as a bool tensor, checking that it has the shape of ``like`` and only 0/1 values."""
-    if mask.shape != like.shape:
-        raise ValueError(f"mask must have shape {tuple(like.shape)}, got {tuple(mask.shape)}")
+def as_bool_mask(mask: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """``mask`` as a bool tensor, checking that it is a tensor of ``shape`` holding only 0 and 1."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.shape != shape:
+        raise ValueError(f"mask must have shape {tuple(shape)}, got {tuple(mask.shape)}")
     if mask.dtype == torch.bool:
         return mask
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError("mask must hold only 0 and 1 (1 = response token)")
     return mask != 0
+
+
+def _bool_mask(mask: Tensor, like: Tensor) -> Tensor:
+    return as_bool_mask(mask, like.shape)
 
 
 def _token_advantages(advantages: Tensor, logp: Tensor) -> Tensor:

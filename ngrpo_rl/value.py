@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ngrpo_rl.losses import as_bool_mask
+
 # ---- input checks ------------------------------------------------------------------------------
 
 
@@ -39,19 +41,6 @@ def _check_same_shape(name: str, tensor: Tensor, like_name: str, like: Tensor) -
         raise ValueError(
             f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(tensor.shape)}"
         )
-
-
-def _bool_mask(mask: Tensor, shape: torch.Size) -> Tensor:
-    """``mask`` as bool, checking its shape and that it holds only 0 and 1."""
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.shape != shape:
-        raise ValueError(f"mask must have shape {tuple(shape)}, got {tuple(mask.shape)}")
-    if mask.dtype == torch.bool:
-        return mask
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError("mask must hold only 0 and 1 (1 = response token)")
-    return mask != 0
 
 
 def _check_unit_interval(name: str, value: float) -> None:
@@ -89,7 +78,7 @@ def outcome_token_rewards(
     if not isinstance(mask, Tensor) or mask.dim() != 2 or mask.shape[0] != scores.shape[0]:
         shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"mask must have shape [B, T] with B = {scores.shape[0]}, got {shape}")
-    valid = _bool_mask(mask, mask.shape)
+    valid = as_bool_mask(mask, mask.shape)
     if not (math.isfinite(kl_coef) and kl_coef >= 0):
         raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
     if kl_coef != 0 and kl is None:
@@ -135,7 +124,7 @@ def gae(
     """
     _check_2d("token_rewards", token_rewards)
     _check_same_shape("values", values, "token_rewards", token_rewards)
-    valid = _bool_mask(mask, token_rewards.shape)
+    valid = as_bool_mask(mask, token_rewards.shape)
     _check_unit_interval("gamma", gamma)
     _check_unit_interval("lam", lam)
 
@@ -176,7 +165,7 @@ def masked_whiten(
     """
     if not isinstance(values, Tensor) or not values.is_floating_point():
         raise TypeError("values must be a floating-point torch.Tensor")
-    valid = _bool_mask(mask, values.shape)
+    valid = as_bool_mask(mask, values.shape)
     count = int(valid.sum())
     if count < 2:
         raise ValueError(
@@ -230,7 +219,7 @@ def clipped_value_loss(
     _check_2d("values", values)
     _check_same_shape("old_values", old_values, "values", values)
     _check_same_shape("returns", returns, "values", values)
-    valid = _bool_mask(mask, values.shape)
+    valid = as_bool_mask(mask, values.shape)
     if clip is not None and not (math.isfinite(clip) and clip >= 0):
         raise ValueError(f"clip must be a finite number >= 0 (or None for no clipping), got {clip!r}")
 
