@@ -49,14 +49,15 @@ def _correctness(rewards: Tensor, correct: Tensor | None) -> Tensor:
     return correct
 
 
-def apply(name: str, rewards: Tensor, correct: Tensor | None = None) -> Tensor:
+def apply(name: str, rewards: Tensor, correct: Tensor | None = None, **params: Any) -> Tensor:
     """Bool mask [G] of the groups to keep (True = keep) under filter ``name``.
 
-    ``rewards`` [G, N]; ``correct`` [G, N] bool, by default ``rewards > 0.5``.
+    ``rewards`` [G, N]; ``correct`` [G, N] bool, by default ``rewards > 0.5``; ``params``: the
+    keyword arguments the filter declared (``Settings.component_params("group_filter")``).
     """
     fn = group_filters.get(name)
     correct = _correctness(rewards, correct)
-    keep = fn(rewards, correct)
+    keep = fn(rewards, correct, **params)
     if keep.shape != (rewards.shape[0],) or keep.dtype != torch.bool:
         raise ValueError(f"group filter {name!r} must return a bool tensor of shape ({rewards.shape[0]},)")
     return keep

@@ -33,6 +33,7 @@ from ngrpo_rl.loss_terms import TermInputs, active_terms, loss_terms, merge_sums
 from ngrpo_rl.models import load_model, save_model
 from ngrpo_rl.models.forward import pad_batch, response_logprobs
 from ngrpo_rl.registry import Registry
+from ngrpo_rl.settings import Settings
 from ngrpo_rl.state_io import (
     atomic_write,
     jsonable,
@@ -85,7 +86,7 @@ class Learner:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         model_path: str,
         device: str = "cpu",

@@ -40,7 +40,7 @@ def test_explicit_correctness_overrides_the_threshold() -> None:
 
 
 def test_registry() -> None:
-    assert group_filters.available() == ["drop_all_correct", "drop_all_incorrect", "drop_homogeneous", "none"]
+    assert {"drop_all_correct", "drop_all_incorrect", "drop_homogeneous", "none"} <= set(group_filters.available())
     with pytest.raises(UnknownNameError, match="drop_homogeneous"):
         group_filters.apply("dynamic_sampling", REWARDS)
     with pytest.raises(ValueError, match="already registered"):

@@ -140,6 +140,21 @@ def test_a_filter_that_keeps_nothing_returns_an_empty_batch():
     assert len(collected.batch) == 0 and collected.sampled.num_groups == 4
 
 
+def test_a_users_group_filter_gets_its_own_parameter_from_the_config():
+    from ngrpo_rl import group_filters
+    from ngrpo_rl.settings import Param
+
+    @group_filters.register("test_min_correct", params={"min_correct": Param(int, 1, "fewest correct kept")})
+    def min_correct(rewards, correct, *, min_correct=1):
+        return correct.sum(dim=1) >= min_correct
+
+    settings = Settings(group_filter="test_min_correct", component_kwargs={"min_correct": 2})
+    stage = filter_stage(settings.group_filter, settings.component_params("group_filter"))
+    batch = fake_batch([FakeProblem("0", "1"), FakeProblem("1", "1")],
+                       {"0": [1.0, 0.0, 0.0, 0.0], "1": [1.0, 1.0, 0.0, 0.0]})
+    assert stage(batch).problem_ids == ["1"] * G
+
+
 def test_partial_credit_from_the_env_reaches_the_estimator():
     problems = [FakeProblem("0", "1")]
     batch = fake_batch(problems, {"0": [0.5, 0.25, 0.0, 0.0]})

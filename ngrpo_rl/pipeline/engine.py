@@ -40,6 +40,7 @@ from ngrpo_rl.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+
 class TrainingPipeline:
     """The stages of one iteration, composed.
 
