@@ -265,3 +265,31 @@ def test_workers_that_cannot_start_raise_with_their_error() -> None:
     with DeadlinePool(1, preload=["ngrpo_rl_no_such_module"]) as broken:
         with pytest.raises(RuntimeError, match="fail to start(.|\n)*ModuleNotFoundError"):
             broken.map(abs, [-1], deadline=5)
+
+
+def test_the_outer_deadline_is_the_configured_timeout(verifier: Verifier, monkeypatch) -> None:
+    """math-verify gets 0.9 x timeout on its own timer and the pool kills it at exactly timeout."""
+    calls: list[tuple[float, list]] = []
+    pool = verifier.pool
+    real_map = pool.map
+
+    def recording_map(function, items, *, deadline):
+        calls.append((deadline, list(items)))
+        return real_map(function, items, deadline=deadline)
+
+    monkeypatch.setattr(pool, "map", recording_map)
+    verdicts = verifier.verify_batch(["\\boxed{\\sqrt{4}}"], ["2"], timeout=3.0)
+    assert verdicts[0].method == "math_verify" and verdicts[0].correct
+    (deadline, items), = calls
+    assert deadline == 3.0
+    assert items[0][2] == pytest.approx(0.9 * 3.0)
+
+
+def test_a_stuck_item_is_killed_at_its_deadline(pool: DeadlinePool) -> None:
+    pool.map(abs, [-1, -2, -3, -4], deadline=5)  # workers started and idle
+    for deadline in (0.5, 1.0):
+        start = time.perf_counter()
+        (result,) = pool.map(time.sleep, [30], deadline=deadline)
+        elapsed = time.perf_counter() - start
+        assert result.status == "timeout"
+        assert deadline <= elapsed < deadline + 2.0  # 2 s of slack for a loaded machine

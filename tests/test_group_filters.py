@@ -89,3 +89,13 @@ def test_group_fractions_sum_to_one_and_filters_agree(rows: list[list[float]]) -
     # Every group dropped by drop_homogeneous has all-zero GRPO advantages.
     homogeneous = ~group_filters.apply("drop_homogeneous", rewards)
     assert (advantages.compute("grpo", rewards)[homogeneous] == 0).all()
+
+
+def test_without_verdicts_a_reward_counts_as_correct_only_above_one_half() -> None:
+    """Rewards strictly between 0 and 1 (partial credit): 0.5 itself is not correct."""
+    rewards = torch.tensor([[0.5, 0.5], [0.6, 0.0], [0.4, 0.5]])
+    assert group_filters.apply("drop_all_incorrect", rewards).tolist() == [False, True, False]
+    assert group_filters.apply("drop_all_correct", torch.tensor([[0.5, 0.9], [0.51, 0.9]])).tolist() == [True, False]
+    stats = group_filters.group_stats(rewards)
+    assert stats["groups/frac_all_incorrect"] == pytest.approx(2 / 3)
+    assert stats["groups/frac_mixed"] == pytest.approx(1 / 3)

@@ -180,3 +180,19 @@ def test_the_value_term_trains_only_the_critic(model_dir, rollouts):
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, critic.parameters()))
     # Policy and critic are separate models: no parameter is shared.
     assert not {id(p) for p in critic.parameters()} & {id(p) for p in learner.model.parameters()}
+
+
+def test_restored_schedule_continues_where_it_stopped(model_dir, rollouts, tmp_path):
+    """The next learning rate after a restore is the one the original run takes next (load must
+    restore the scheduler's step, not only the optimizer's current rate)."""
+    settings = dict(lr_schedule="linear", warmup_steps=0, total_steps=6, minibatch_size=4)
+    learner = make_learner(model_dir, **settings)
+    learner.update(rollouts)  # 2 optimizer steps
+    learner.save(tmp_path / "state")
+    restored = make_learner(model_dir, **settings)
+    restored.load(tmp_path / "state")
+    learner.scheduler.step()
+    restored.scheduler.step()
+    assert restored.scheduler.last_epoch == learner.scheduler.last_epoch == 3
+    assert restored.optimizer.param_groups[0]["lr"] == pytest.approx(learner.optimizer.param_groups[0]["lr"])
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * (1 - 3 / 6))

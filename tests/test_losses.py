@@ -326,3 +326,16 @@ def test_entropy_handles_masked_and_large_logits() -> None:
     assert torch.isfinite(logits.grad).all()
     big = losses.entropy_from_logits(torch.tensor([[[1e4, 1e4, -1e4]]], dtype=torch.bfloat16))
     assert big.dtype == torch.float32 and big.item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_clip_flags_use_each_sign_its_own_epsilon() -> None:
+    """NGRPO's asymmetric bounds: 1.2 lies inside 1 + 0.24 but outside 1 + 0.16, and 0.8 inside
+    1 - 0.24 but outside 1 - 0.16, so swapping the epsilons in the flags changes every count."""
+    rho = torch.tensor([[1.2, 1.3, 0.8, 0.8]], dtype=torch.float64)
+    advantages = torch.tensor([[1.0, 1.0, -1.0, 1.0]], dtype=torch.float64)
+    out = losses.ppo_clip(rho.log(), torch.zeros_like(rho), advantages, torch.ones_like(rho),
+                          epsilon_pos=0.24, epsilon_neg=0.16)
+    assert out.clipped_upper.tolist() == [[False, True, False, False]]
+    assert out.clipped_lower.tolist() == [[False, False, True, False]]
+    stats = out.stats()
+    assert stats["clip/upper_frac"] == pytest.approx(0.25) and stats["clip/lower_frac"] == pytest.approx(0.25)

@@ -295,3 +295,15 @@ def test_one_ppo_iteration_without_ray(untrained_dir):
     assert batch.ref_logprobs is not None and batch.values is not None
     assert metrics["critic/value_loss"] > 0
     assert metrics["policy/kl"] == 0.0
+
+
+def test_the_configured_group_filter_decides_what_is_trained_on(untrained_dir, caplog):
+    """An untrained model gets every level-5 group wrong: drop_all_incorrect keeps none of them,
+    so the pipeline samples max_sampling_rounds times and skips the update."""
+    with caplog.at_level(logging.WARNING):
+        batch, metrics = run_one_iteration(
+            untrained_dir, advantage_estimator="ngrpo", group_filter="drop_all_incorrect", max_sampling_rounds=2
+        )
+    assert len(batch) == 0 and metrics["groups/kept"] == 0 and metrics["groups/sampling_rounds"] == 2
+    assert metrics["groups/sampled"] == 4 and "optim/num_updates" not in metrics
+    assert any("max_sampling_rounds" in r.getMessage() for r in caplog.records)
