@@ -7,9 +7,9 @@ with the defaults of ``verl/trainer/config/ppo_trainer.yaml`` and ``verl/workers
   grpo.sh l. 20; ``rollout.n=8``: ngrpo.sh l. 12 and 57, grpo.sh l. 46) trained in mini-batches of
   256 prompts (``actor.ppo_mini_batch_size=256``: ngrpo.sh l. 47, grpo.sh l. 35), one epoch
   (``ppo_epochs: 1``, yaml l. 42): 4 optimizer steps per batch, so from the second
-  step on the ratio differs from 1 and the clip binds. Here ``minibatch_size`` counts sequences, so
-  a preset sets it to a quarter of ``prompts_per_step * group_size`` at its defaults; keep that
-  proportion when you change ``prompts_per_step`` or ``group_size``.
+  step on the ratio differs from 1 and the clip binds. Here ``num_minibatches = 4`` splits every
+  iteration's batch in four whatever ``prompts_per_step`` and ``group_size`` are (setting
+  ``minibatch_size`` instead fixes the sequences per step).
 - ``optim.lr=1e-6`` constant (ngrpo.sh l. 23, grpo.sh l. 15; ``warmup_style: constant``, yaml
   l. 49), AdamW
   with weight decay 0.01 (``fsdp_workers.py`` l. 278), gradient clipping 1.0 (yaml l. 33).
@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-MINIBATCHES_PER_BATCH = 4
-"""Optimizer steps per rollout batch in the official runs (1024 / 256 prompts)."""
-
 OFFICIAL_SETUP: dict[str, Any] = {
     "lr": 1e-6,
     "lr_schedule": "constant",
@@ -33,14 +30,14 @@ OFFICIAL_SETUP: dict[str, Any] = {
     "entropy_coef": 0.001,
     "loss_agg_mode": "token-mean",
     "num_epochs": 1,
+    "num_minibatches": 4,  # 1024 / 256 prompts
+    "minibatch_size": None,
     "temperature": 1.0,
     "top_p": 1.0,
 }
 
 
 def apply_official_setup(config: Any) -> None:
-    """Sets ``config``'s fields to the shared setup, with ``minibatch_size`` giving
-    ``MINIBATCHES_PER_BATCH`` optimizer steps per batch at its current batch size."""
+    """Sets ``config``'s fields to the shared setup."""
     for name, value in OFFICIAL_SETUP.items():
         setattr(config, name, value)
-    config.minibatch_size = max(1, config.prompts_per_step * config.group_size // MINIBATCHES_PER_BATCH)

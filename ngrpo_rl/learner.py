@@ -1,7 +1,7 @@
 """The torch learner: policy-gradient updates of a causal LM on a ``TrainingBatch``.
 
 One ``update`` is DESIGN.md section 4 step 5: ``num_epochs`` passes over shuffled mini-batches of
-``minibatch_size`` sequences, each split into micro-batches whose gradients accumulate to exactly the
+``minibatch_size`` sequences (or the batch split into ``num_minibatches``), each split into micro-batches whose gradients accumulate to exactly the
 gradient of the whole mini-batch (the aggregation is given the mini-batch's token and sequence
 counts), then gradient clipping and one AdamW step. The loss is the sum of the active registered
 terms (``ngrpo_rl.loss_terms``): the policy loss, a KL penalty to a frozen reference model (loaded
@@ -174,7 +174,10 @@ class Learner:
             tensors["ref_logp"] = self.annotate(batch).ref_logprobs.to(self.device)
 
         num_seqs = len(batch)
-        minibatch_size = min(cfg.minibatch_size or num_seqs, num_seqs)
+        if cfg.minibatch_size is not None:
+            minibatch_size = min(cfg.minibatch_size, num_seqs)
+        else:
+            minibatch_size = math.ceil(num_seqs / (cfg.num_minibatches or 1))
         sums: list[dict[str, float]] = []
         policy_sums: list[dict[str, float]] = []
         grad_norms: list[float] = []

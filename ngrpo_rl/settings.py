@@ -272,8 +272,13 @@ SETTINGS: tuple[Setting, ...] = (
               above(0), rllib=True),
     _training("num_epochs", 1, int, "passes over each iteration's rollouts", at_least(1), rllib=True),
     _training("minibatch_size", None, int | None,
-              "sequences per optimizer step (None = all of the iteration's rollouts)", at_least(1),
+              "sequences per optimizer step (None = num_minibatches steps, or all of the iteration's "
+              "rollouts in one step); when set it wins over num_minibatches", at_least(1),
               rllib=True),
+    _training("num_minibatches", None, int | None,
+              "with minibatch_size None: split each iteration's rollouts into this many mini-batches, "
+              "one optimizer step each, whatever the batch size (the official scripts take 4: 1024 "
+              "prompts in mini-batches of 256)", at_least(1), NGRPO),
     _training("component_kwargs", {}, dict,
               "values of the parameters the chosen components declare of their own, beyond these "
               "fields (ngrpo_rl.settings.Param), e.g. {'alpha': 0.3}; a key no chosen component "

@@ -287,7 +287,7 @@ def test_ngrpo_preset_clips_at_the_main_jobs_learning_rate(tmp_path):
         .reporting(tensorboard_dir=str(tmp_path / "tb"))
         .debugging(seed=0)
     )
-    assert config.prompts_per_step * config.group_size // config.minibatch_size == 4
+    assert config.num_minibatches == 4 and config.minibatch_size is None
     algo = config.build_algo()
     try:
         results = [algo.train() for _ in range(3)]
@@ -337,7 +337,7 @@ def test_presets_follow_the_official_scripts():
 
     for config_class in (NGRPOConfig, GRPOConfig, DAPOConfig, PSRNSRConfig, PPOConfig):
         config = config_class()
-        assert config.prompts_per_step * config.group_size // config.minibatch_size == 4
+        assert config.num_minibatches == 4 and config.minibatch_size is None
         assert (config.entropy_coef, config.weight_decay, config.lr) == (0.001, 0.01, 1e-6)
         assert config.loss_agg_mode == "token-mean"
         config.validate()

@@ -196,3 +196,10 @@ def test_restored_schedule_continues_where_it_stopped(model_dir, rollouts, tmp_p
     assert restored.scheduler.last_epoch == learner.scheduler.last_epoch == 3
     assert restored.optimizer.param_groups[0]["lr"] == pytest.approx(learner.optimizer.param_groups[0]["lr"])
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * (1 - 3 / 6))
+
+
+def test_num_minibatches_splits_any_batch_and_minibatch_size_wins(model_dir, rollouts):
+    assert make_learner(model_dir, num_minibatches=4).update(rollouts)["optim/num_updates"] == 4
+    assert make_learner(model_dir, num_minibatches=3).update(rollouts)["optim/num_updates"] == 3  # 3+3+2
+    both = make_learner(model_dir, num_minibatches=4, minibatch_size=8)
+    assert both.update(rollouts)["optim/num_updates"] == 1
