@@ -348,16 +348,22 @@ def test_pool_recovers_from_a_worker_killed_during_generate(ray_cluster, untrain
 
     pool = GenerationPool("hf", untrained_dir, num_workers=1, backend_kwargs={"batch_size": 64})
     try:
-        # The untrained model rarely stops, so this call takes a few seconds.
+        # The untrained model rarely stops, so this call takes a while. Timing the same call once
+        # (which also warms the actor up) lets the kill land halfway through the second one on a
+        # machine of any speed.
         prompts = [f"{a}+{b}=" for a in range(40) for b in range(10)]
         params = SamplingParams(n=2, max_new_tokens=48, seed=9)
+        started = time.perf_counter()
+        pool.generate(prompts, params)
+        halfway = (time.perf_counter() - started) / 2
         victim = pool.actors[0]
-        killer = threading.Timer(1.0, lambda: ray_cluster.kill(victim))
+        killer = threading.Timer(halfway, lambda: ray_cluster.kill(victim))
         started = time.perf_counter()
         killer.start()
         output = pool.generate(prompts, params)
+        elapsed = time.perf_counter() - started  # before join(): when the call itself returned
         killer.join()
-        assert time.perf_counter() - started > 1.0  # the kill landed during the call
+        assert elapsed > halfway, "the call returned before the kill: it did not land mid-call"
         assert pool.num_restarts == 1 and pool.actors[0] is not victim
         assert len(output) == 2 * len(prompts)
         reference = GenerationPool(
