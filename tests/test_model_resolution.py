@@ -158,5 +158,9 @@ def test_values_that_are_neither_a_folder_nor_a_hub_id_say_no_such_folder(
 def test_the_default_model_name_still_builds_the_default_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(default_model, "ensure_default_model", lambda: "/cache/tiny")
-    assert resolve_model_path(default_model.DEFAULT_MODEL) == "/cache/tiny"
+    """A dispatch check: the name goes to the builder (building it for real takes a minute and is
+    covered by test_models.py), never to the Hub-id path, which would refuse it as uncached."""
+    calls = []
+    monkeypatch.setattr(default_model, "ensure_default_model", lambda: calls.append(1) or "/built")
+    monkeypatch.setattr(default_model, "_cached_snapshot", lambda *a: pytest.fail("treated as a Hub id"))
+    assert resolve_model_path(default_model.DEFAULT_MODEL) == "/built" and calls == [1]

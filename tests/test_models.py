@@ -282,12 +282,6 @@ def test_recipe_change_changes_the_cache_folder():
     assert TINY_RECIPE.fingerprint() == dataclasses.replace(TINY_RECIPE).fingerprint()
 
 
-def test_resolve_model_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(default_model, "ensure_default_model", lambda: "/cache/tiny")
-    assert default_model.resolve_model_path(default_model.DEFAULT_MODEL) == "/cache/tiny"
-    assert default_model.resolve_model_path(str(tmp_path)) == str(tmp_path)
-
-
 def test_warm_start_examples_come_from_the_train_split():
     from ngrpo_rl.envs.arithmetic import split_of
 
