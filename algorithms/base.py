@@ -211,6 +211,7 @@ class RLVRAlgorithm(Algorithm):
             "time_total": self._time_total,
             "timesteps_total": self._timesteps_total,
             "data": self.train_problems.get_state(),
+            "collector": self.pipeline.collector.get_state(),
         }
         for name, _ in self.get_checkpointable_components():
             if self._check_component(name, components, not_components):
@@ -223,8 +224,9 @@ class RLVRAlgorithm(Algorithm):
         self._timesteps_total = state.get("timesteps_total", self._timesteps_total)
         if "data" in state:
             self.train_problems.set_state(state["data"])
-        # Surplus groups are not checkpointed yet: a restored run regenerates them.
-        self.pipeline.collector.carry_over = None
+        # The groups a filter kept beyond prompts_per_step: without them a restored NGRPO or DAPO
+        # run would train on other data than an uninterrupted one.
+        self.pipeline.collector.set_state(state.get("collector", {}))
 
     def get_checkpointable_components(self) -> list[tuple[str, Checkpointable]]:
         components: list[tuple[str, Checkpointable]] = [("learner", FolderCheckpoint(self.learner))]

@@ -115,6 +115,31 @@ class TrainingBatch:
         """A copy with some fields replaced (the stages' way to add what they compute)."""
         return replace(self, **values)
 
+    # -- state (checkpoints) -------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The batch as plain lists and numbers (JSON- and msgpack-safe), exactly: floats are kept
+        as their float32 values. ``from_state`` rebuilds it."""
+        state: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                state[f.name] = {"dtype": str(value.dtype).removeprefix("torch."), "values": value.tolist()}
+            else:
+                state[f.name] = value
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "TrainingBatch":
+        """The batch ``to_state`` described."""
+        values = {}
+        for f in fields(cls):
+            value = state.get(f.name)
+            if isinstance(value, dict) and "dtype" in value:
+                value = torch.tensor(value["values"], dtype=getattr(torch, value["dtype"]))
+            values[f.name] = value
+        return cls(**values)
+
     # -- selecting rows ------------------------------------------------------------------------
 
     def select_groups(self, keep: Tensor) -> TrainingBatch:

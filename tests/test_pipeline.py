@@ -307,3 +307,31 @@ def test_the_configured_group_filter_decides_what_is_trained_on(untrained_dir, c
     assert len(batch) == 0 and metrics["groups/kept"] == 0 and metrics["groups/sampling_rounds"] == 2
     assert metrics["groups/sampled"] == 4 and "optim/num_updates" not in metrics
     assert any("max_sampling_rounds" in r.getMessage() for r in caplog.records)
+
+
+def test_batch_state_round_trips_exactly_through_json():
+    import json
+
+    batch = fake_batch([FakeProblem("0", "1")], {"0": [0.3, 1.0, 0.0, 0.7]}, lengths=[1, 2, 3, 2])
+    batch = batch.with_fields(values=torch.rand(4, 3), advantages=torch.randn(4))
+    restored = TrainingBatch.from_state(json.loads(json.dumps(batch.to_state())))
+    for name in ("correct", "scores", "rewards", "values", "advantages"):
+        assert torch.equal(getattr(restored, name), getattr(batch, name)), name
+    assert restored.correct.dtype == torch.bool and restored.ref_logprobs is None
+    assert restored.old_logprobs == batch.old_logprobs and restored.problem_ids == batch.problem_ids
+
+
+def test_a_restored_collector_trains_on_the_surplus_it_carried():
+    sampler = ScriptedSampler()
+    collector = make_collector(sampler, prompts_per_step=3, group_filter="drop_all_incorrect")
+    collector.collect(iteration=0)
+    assert collector.carry_over is not None
+    state, stream = collector.get_state(), collector.problems.get_state()
+    expected = collector.collect(iteration=1)
+
+    restored = make_collector(ScriptedSampler(), prompts_per_step=3, group_filter="drop_all_incorrect")
+    restored.set_state(state)
+    restored.problems.set_state(stream)
+    again = restored.collect(iteration=1)
+    assert again.batch.problem_ids == expected.batch.problem_ids
+    assert torch.equal(again.batch.rewards, expected.batch.rewards)

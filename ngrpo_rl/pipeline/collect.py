@@ -193,6 +193,14 @@ class Collector:
         self.seed = seed
         self.carry_over: TrainingBatch | None = None
 
+    def get_state(self) -> dict[str, Any]:
+        """The surplus groups waiting for the next collection (part of an exact resume)."""
+        return {"carry_over": self.carry_over.to_state() if self.carry_over is not None else None}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        carried = state.get("carry_over")
+        self.carry_over = TrainingBatch.from_state(carried) if carried is not None else None
+
     def collect(self, iteration: int) -> Collected:
         """The groups for iteration ``iteration`` (which, with the stream position, seeds sampling)."""
         kept = [self.carry_over] if self.carry_over is not None else []
