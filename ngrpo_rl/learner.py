@@ -8,7 +8,7 @@ terms (``ngrpo_rl.loss_terms``): the policy loss, a KL penalty to a frozen refer
 only when ``kl_coef > 0``), an entropy bonus, and with a critic the clipped value loss, whose
 gradient reaches only the critic (a separate model with its own optimizer).
 
-The learner reads a ``ngrpo_rl.settings.Settings`` (or any object with the same attributes).
+The learner reads a ``ngrpo_rl.settings.Settings``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +113,7 @@ class Learner:
         )
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.num_updates = 0
-        self.terms = active_terms(
-            settings,
-            has_critic=critic is not None,
-            policy_loss_params=settings.component_params("policy_loss", settings.policy_loss),
-        )
+        self.terms = active_terms(settings, has_critic=critic is not None)
 
     # -- the annotate stage --------------------------------------------------------------------
 
@@ -130,12 +126,16 @@ class Learner:
         padded = self._pad(batch)
         fields: dict[str, Tensor] = {}
         if self.reference_model is not None:
-            fields["ref_logprobs"] = self._in_micro_batches(
-                padded, lambda micro: response_logprobs(self.reference_model, micro, self.settings.temperature)
-            )
+            fields["ref_logprobs"] = self._reference_logprobs(padded)
         if self.critic is not None:
             fields["values"] = self._in_micro_batches(padded, self.critic.values)
         return batch.with_fields(**{k: v.cpu() for k, v in fields.items()})
+
+    @torch.no_grad()
+    def _reference_logprobs(self, padded: dict[str, Tensor]) -> Tensor:
+        return self._in_micro_batches(
+            padded, lambda micro: response_logprobs(self.reference_model, micro, self.settings.temperature)
+        )
 
     def _in_micro_batches(self, padded: dict[str, Tensor], fn: Callable[[dict], Tensor]) -> Tensor:
         size = self.settings.micro_batch_size
@@ -170,8 +170,8 @@ class Learner:
             value = getattr(batch, name)
             if value is not None:
                 tensors[key] = value.to(device=self.device, dtype=torch.float32)
-        if "kl" in self.terms and "ref_logp" not in tensors:
-            tensors["ref_logp"] = self.annotate(batch).ref_logprobs.to(self.device)
+        if "kl" in self.terms and "ref_logp" not in tensors:  # the annotate stage did not run
+            tensors["ref_logp"] = self._reference_logprobs(padded)
 
         num_seqs = len(batch)
         if cfg.minibatch_size is not None:
@@ -299,13 +299,12 @@ class Learner:
         tensors["rng/torch"] = torch.get_rng_state()
         tensors["rng/generator"] = self.generator.get_state()
         atomic_write(path / "optimizer.safetensors", lambda p: save_file(tensors, p))
-        settings = asdict(self.settings) if is_dataclass(self.settings) else vars(self.settings)
         state = {
             "optimizer": meta,
             "scheduler": {"last_epoch": self.scheduler.last_epoch},
             "num_updates": self.num_updates,
             "python_random": random_state_to_json(random.getstate()),
-            "settings": jsonable(settings),
+            "settings": jsonable(asdict(self.settings)),
         }
         atomic_write(path / "learner_state.json", lambda p: Path(p).write_text(json.dumps(state)))
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ngrpo_rl import losses
 from ngrpo_rl.registry import Registry
+from ngrpo_rl.value import clipped_value_loss
 
 
 @dataclass
@@ -105,8 +106,6 @@ def value_term(inputs: TermInputs, *, value_clip: float | None) -> TermOutput:
     """The critic's clipped value loss, token-mean over the mini-batch as verl's critic takes it
     (nangongrui-ngr/NGRPO ``verl/trainer/ppo/core_algos.py`` l. 438-461). The critic is a separate
     model, so this term's gradient reaches only the critic's parameters."""
-    from ngrpo_rl.value import clipped_value_loss
-
     if inputs.values is None or inputs.old_values is None or inputs.returns is None:
         raise ValueError("the value term needs values, old values and returns")
     out = clipped_value_loss(inputs.values, inputs.old_values, inputs.returns, inputs.mask, clip=value_clip)
@@ -122,11 +121,11 @@ def value_term(inputs: TermInputs, *, value_clip: float | None) -> TermOutput:
     )
 
 
-def active_terms(settings: Any, *, has_critic: bool, policy_loss_params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The terms a configuration trains with, each with its keyword arguments."""
-    terms: dict[str, dict[str, Any]] = {
-        "policy": {"policy_loss": settings.policy_loss, "params": dict(policy_loss_params)}
-    }
+def active_terms(settings: Any, *, has_critic: bool) -> dict[str, dict[str, Any]]:
+    """The terms ``settings`` (a ``Settings``) train with, each with its keyword arguments; the
+    policy loss gets the parameters it declared."""
+    params = settings.component_params("policy_loss", settings.policy_loss)
+    terms: dict[str, dict[str, Any]] = {"policy": {"policy_loss": settings.policy_loss, "params": params}}
     if settings.kl_coef > 0 and not settings.kl_in_reward:
         terms["kl"] = {
             "kl_coef": settings.kl_coef,

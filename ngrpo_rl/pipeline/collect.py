@@ -226,11 +226,11 @@ class Collector:
             kept.append(self.filter_groups(batch))
             rounds += 1
 
-        group_size = (kept or sampled)[0].group_size if (kept or sampled) else 1
-        pool = TrainingBatch.concat(kept) if kept else TrainingBatch.empty(group_size)
+        # kept holds at least the first round's (maybe empty) filtered batch or the carry-over.
+        pool = TrainingBatch.concat(kept)
         batch, surplus = pool.split_groups(min(pool.num_groups, self.prompts_per_step))
         self.carry_over = surplus if surplus.num_groups else None
-        every = TrainingBatch.concat(sampled) if sampled else TrainingBatch.empty(group_size)
+        every = TrainingBatch.concat(sampled) if sampled else TrainingBatch.empty(pool.group_size)
         return Collected(batch, every, rounds, timers, surplus.num_groups)
 
 
