@@ -11,18 +11,19 @@ from typing import Any
 
 from ray.rllib.utils.checkpoints import Checkpointable
 
+from ngrpo_rl.state_io import replace_directory
+
 
 def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
-    """Runs ``write(tmp)`` on a temporary sibling folder, then renames it to ``path``, so a crash
-    mid-save never leaves a half-written checkpoint at ``path`` (the previous one stays whole)."""
+    """Runs ``write(tmp)`` on a temporary sibling folder, then puts it in place of ``path``
+    (``state_io.replace_directory``), so a crash mid-save never leaves a half-written checkpoint at
+    ``path`` and the previous one is deleted only after the new one is in place."""
     target = Path(path).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         write(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        replace_directory(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

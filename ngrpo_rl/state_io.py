@@ -3,12 +3,14 @@
 Nothing here pickles. An optimizer's ``state_dict`` is split into flat tensors
 (``state/<param index>/<name>``, for a safetensors file) and its ``param_groups`` (JSON); Python's
 ``random`` state becomes a JSON list; :func:`atomic_write` writes any file through a temporary
-sibling and renames it into place, so a reader sees either the old file or the new one.
+sibling and renames it into place, so a reader sees either the old file or the new one, and
+:func:`replace_directory` does the same for a folder written beside its target.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -101,3 +103,20 @@ def atomic_write(target: PathLike, write: Callable[[str], Any]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def replace_directory(source: PathLike, target: PathLike) -> None:
+    """Renames ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted.
+
+    ``os.replace`` cannot replace a non-empty directory, so there is a moment in which ``target``
+    does not exist; readers then fail cleanly rather than reading a mix of two versions, and the
+    old one is deleted only once the new one is in place.
+    """
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.retired-", dir=target.parent))
+    os.replace(target, retired / target.name)
+    os.replace(source, target)
+    shutil.rmtree(retired, ignore_errors=True)

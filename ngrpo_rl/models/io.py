@@ -26,6 +26,8 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
+from ngrpo_rl.state_io import replace_directory
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -70,26 +72,11 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
             raise RuntimeError(
                 f"save_pretrained did not write safetensors weights to {staging} (found {pickled})"
             )
-        _replace_directory(staging, target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return str(target)
-
-
-def _replace_directory(source: Path, target: Path) -> None:
-    """Renames ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted.
-
-    ``os.replace`` cannot replace a non-empty directory, so there is a moment in which ``target``
-    does not exist; readers then fail cleanly rather than reading a mix of two models.
-    """
-    if not target.exists():
-        os.replace(source, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.retired-", dir=target.parent))
-    os.replace(target, retired / target.name)
-    os.replace(source, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def check_model_dir(path: PathLike) -> Path:
