@@ -23,3 +23,15 @@ def shared_data() -> Path:
             f"real benchmark files not found at {path} (set NGRPO_RL_SHARED_DATA to their folder)"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """An untrained tiny Qwen2 (hidden 32, one layer, seed 0) saved as a Hugging Face folder. Tests
+    only read it."""
+    from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
+
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    tokenizer = char_tokenizer()
+    save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0), tokenizer, path)
+    return str(path)

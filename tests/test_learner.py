@@ -12,23 +12,14 @@ from ngrpo_rl import advantages
 from ngrpo_rl.batch import TrainingBatch
 from ngrpo_rl.generation import SamplingParams, create_backend
 from ngrpo_rl.learner import Learner, lr_schedules
-from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
 from ngrpo_rl.models.forward import pad_batch, response_logprobs
 from ngrpo_rl.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    tokenizer = char_tokenizer()
-    save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0), tokenizer, path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def rollouts(model_dir):
+def rollouts(tiny_model_dir):
     """Two groups of four sampled responses with made-up 0/1 rewards."""
-    backend = create_backend("hf", model_dir, seed=0)
+    backend = create_backend("hf", tiny_model_dir, seed=0)
     output = backend.generate(["1+2=", "7*8="], SamplingParams(n=4, max_new_tokens=5, seed=1))
     correct = torch.tensor([1, 0, 0, 1, 0, 0, 0, 0], dtype=torch.bool)
     batch = TrainingBatch(
@@ -50,10 +41,10 @@ def rollouts(model_dir):
     )
 
 
-def make_learner(model_dir, critic=None, **overrides) -> Learner:
+def make_learner(tiny_model_dir, critic=None, **overrides) -> Learner:
     values = dict(lr=1e-2, max_new_tokens=5, seed=0)
     values.update(overrides)
-    return Learner(dataclasses.replace(Settings(), **values), model_path=model_dir, critic=critic)
+    return Learner(dataclasses.replace(Settings(), **values), model_path=tiny_model_dir, critic=critic)
 
 
 def recorded_gradients(learner: Learner, rollouts: TrainingBatch) -> dict[str, torch.Tensor]:
@@ -73,16 +64,16 @@ def recorded_gradients(learner: Learner, rollouts: TrainingBatch) -> dict[str, t
 @pytest.mark.parametrize(
     "mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 )
-def test_micro_batching_gives_the_gradient_of_the_whole_minibatch(model_dir, rollouts, mode):
-    whole = recorded_gradients(make_learner(model_dir, micro_batch_size=8, loss_agg_mode=mode), rollouts)
-    micro = recorded_gradients(make_learner(model_dir, micro_batch_size=3, loss_agg_mode=mode), rollouts)
+def test_micro_batching_gives_the_gradient_of_the_whole_minibatch(tiny_model_dir, rollouts, mode):
+    whole = recorded_gradients(make_learner(tiny_model_dir, micro_batch_size=8, loss_agg_mode=mode), rollouts)
+    micro = recorded_gradients(make_learner(tiny_model_dir, micro_batch_size=3, loss_agg_mode=mode), rollouts)
     assert any(g.abs().sum() > 0 for g in whole.values())
     for name in whole:
         torch.testing.assert_close(micro[name], whole[name], atol=1e-7, rtol=1e-4, msg=name)
 
 
-def test_first_pass_ratio_is_one_with_sampling_logprobs(model_dir, rollouts):
-    learner = make_learner(model_dir, num_epochs=1)
+def test_first_pass_ratio_is_one_with_sampling_logprobs(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir, num_epochs=1)
     metrics = learner.update(rollouts)
     assert metrics["ratio/min"] == pytest.approx(1.0, abs=1e-4)
     assert metrics["ratio/max"] == pytest.approx(1.0, abs=1e-4)
@@ -90,8 +81,8 @@ def test_first_pass_ratio_is_one_with_sampling_logprobs(model_dir, rollouts):
     assert metrics["policy/kl"] == 0.0 and learner.reference_model is None
 
 
-def test_kl_needs_and_uses_a_reference_model(model_dir, rollouts):
-    learner = make_learner(model_dir, kl_coef=0.1, num_epochs=3, minibatch_size=4)
+def test_kl_needs_and_uses_a_reference_model(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir, kl_coef=0.1, num_epochs=3, minibatch_size=4)
     assert learner.reference_model is not None
     metrics = learner.update(rollouts)
     assert metrics["policy/kl"] > 0  # the policy moved away from the frozen reference
@@ -99,22 +90,22 @@ def test_kl_needs_and_uses_a_reference_model(model_dir, rollouts):
     assert not any(frozen)
 
 
-def test_mask_truncated_drops_truncated_responses(model_dir, rollouts):
+def test_mask_truncated_drops_truncated_responses(tiny_model_dir, rollouts):
     all_truncated = rollouts.with_fields(truncated=[True] * len(rollouts))
-    learner = make_learner(model_dir, mask_truncated=True)
+    learner = make_learner(tiny_model_dir, mask_truncated=True)
     before = [p.detach().clone() for p in learner.model.parameters()]
     learner.update(all_truncated)
     assert all(torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))
 
 
-def test_save_and_load_restore_weights_optimizer_schedule_and_rng(model_dir, rollouts, tmp_path):
-    learner = make_learner(model_dir, lr_schedule="cosine", warmup_steps=1, total_steps=10, minibatch_size=4)
+def test_save_and_load_restore_weights_optimizer_schedule_and_rng(tiny_model_dir, rollouts, tmp_path):
+    learner = make_learner(tiny_model_dir, lr_schedule="cosine", warmup_steps=1, total_steps=10, minibatch_size=4)
     learner.update(rollouts)
     learner.save(tmp_path / "state")
     assert json.loads((tmp_path / "state" / "learner_state.json").read_text())["num_updates"] == 2
     expected_next = torch.randperm(8, generator=learner.generator)
 
-    restored = make_learner(model_dir, lr_schedule="cosine", warmup_steps=1, total_steps=10, minibatch_size=4)
+    restored = make_learner(tiny_model_dir, lr_schedule="cosine", warmup_steps=1, total_steps=10, minibatch_size=4)
     restored.load(tmp_path / "state")
     for a, b in zip(learner.model.parameters(), restored.model.parameters()):
         torch.testing.assert_close(a, b)
@@ -126,8 +117,8 @@ def test_save_and_load_restore_weights_optimizer_schedule_and_rng(model_dir, rol
     assert torch.equal(torch.randperm(8, generator=restored.generator), expected_next)
 
 
-def test_unreadable_state_names_the_path(model_dir, tmp_path):
-    learner = make_learner(model_dir)
+def test_unreadable_state_names_the_path(tiny_model_dir, tmp_path):
+    learner = make_learner(tiny_model_dir)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "learner_state.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken"):
@@ -144,29 +135,29 @@ def test_schedules_warm_up_then_stay_within_the_base_rate(name):
         assert values[-1] == pytest.approx(0.0)
 
 
-def test_entropy_is_in_the_graph_only_when_it_is_a_loss_term(model_dir, rollouts):
-    learner = make_learner(model_dir)
+def test_entropy_is_in_the_graph_only_when_it_is_a_loss_term(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir)
     padded = pad_batch(rollouts.prompt_token_ids, rollouts.response_token_ids, learner.tokenizer.pad_token_id)
     logp, metric_only = response_logprobs(learner.model, padded, return_entropy=True, entropy_grad=False)
     _, in_loss = response_logprobs(learner.model, padded, return_entropy=True, entropy_grad=True)
     assert logp.requires_grad and not metric_only.requires_grad and in_loss.requires_grad
     torch.testing.assert_close(metric_only, in_loss.detach())
-    assert "entropy" not in make_learner(model_dir, entropy_coef=0.0).terms
-    assert "entropy" in make_learner(model_dir, entropy_coef=0.01).terms
+    assert "entropy" not in make_learner(tiny_model_dir, entropy_coef=0.0).terms
+    assert "entropy" in make_learner(tiny_model_dir, entropy_coef=0.01).terms
 
 
-def test_kl_clamp_bounds_the_per_token_kl(model_dir, rollouts):
-    clamped = make_learner(model_dir, kl_coef=0.1, kl_clamp=1e-6, num_epochs=2, minibatch_size=4)
+def test_kl_clamp_bounds_the_per_token_kl(tiny_model_dir, rollouts):
+    clamped = make_learner(tiny_model_dir, kl_coef=0.1, kl_clamp=1e-6, num_epochs=2, minibatch_size=4)
     metrics = clamped.update(rollouts)
     assert 0 < metrics["policy/kl"] <= 1e-6 + 1e-9
 
 
-def test_the_value_term_trains_only_the_critic(model_dir, rollouts):
+def test_the_value_term_trains_only_the_critic(tiny_model_dir, rollouts):
     from ngrpo_rl.critic import Critic
     from ngrpo_rl.value import gae
 
-    critic = Critic(model_dir, lr=1e-2)
-    learner = make_learner(model_dir, critic=critic, value_clip=0.5)
+    critic = Critic(tiny_model_dir, lr=1e-2)
+    learner = make_learner(tiny_model_dir, critic=critic, value_clip=0.5)
     assert "value" in learner.terms
     batch = learner.annotate(rollouts)
     mask = batch.response_mask()
@@ -182,14 +173,14 @@ def test_the_value_term_trains_only_the_critic(model_dir, rollouts):
     assert not {id(p) for p in critic.parameters()} & {id(p) for p in learner.model.parameters()}
 
 
-def test_restored_schedule_continues_where_it_stopped(model_dir, rollouts, tmp_path):
+def test_restored_schedule_continues_where_it_stopped(tiny_model_dir, rollouts, tmp_path):
     """The next learning rate after a restore is the one the original run takes next (load must
     restore the scheduler's step, not only the optimizer's current rate)."""
     settings = dict(lr_schedule="linear", warmup_steps=0, total_steps=6, minibatch_size=4)
-    learner = make_learner(model_dir, **settings)
+    learner = make_learner(tiny_model_dir, **settings)
     learner.update(rollouts)  # 2 optimizer steps
     learner.save(tmp_path / "state")
-    restored = make_learner(model_dir, **settings)
+    restored = make_learner(tiny_model_dir, **settings)
     restored.load(tmp_path / "state")
     learner.scheduler.step()
     restored.scheduler.step()
@@ -198,8 +189,8 @@ def test_restored_schedule_continues_where_it_stopped(model_dir, rollouts, tmp_p
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * (1 - 3 / 6))
 
 
-def test_num_minibatches_splits_any_batch_and_minibatch_size_wins(model_dir, rollouts):
-    assert make_learner(model_dir, num_minibatches=4).update(rollouts)["optim/num_updates"] == 4
-    assert make_learner(model_dir, num_minibatches=3).update(rollouts)["optim/num_updates"] == 3  # 3+3+2
-    both = make_learner(model_dir, num_minibatches=4, minibatch_size=8)
+def test_num_minibatches_splits_any_batch_and_minibatch_size_wins(tiny_model_dir, rollouts):
+    assert make_learner(tiny_model_dir, num_minibatches=4).update(rollouts)["optim/num_updates"] == 4
+    assert make_learner(tiny_model_dir, num_minibatches=3).update(rollouts)["optim/num_updates"] == 3  # 3+3+2
+    both = make_learner(tiny_model_dir, num_minibatches=4, minibatch_size=8)
     assert both.update(rollouts)["optim/num_updates"] == 1

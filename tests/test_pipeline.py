@@ -239,16 +239,6 @@ def test_sampler_scores_with_the_env_and_keeps_sampling_logprobs():
     assert set(timers) == {"timers/generate", "timers/score"}
 
 
-@pytest.fixture(scope="module")
-def untrained_dir(tmp_path_factory):
-    from ngrpo_rl.models import build_tiny_model, char_tokenizer, save_model
-
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    tokenizer = char_tokenizer()
-    save_model(build_tiny_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0), tokenizer, path)
-    return str(path)
-
-
 def run_one_iteration(model_dir, critic=None, **values):
     from ngrpo_rl.envs import ArithmeticEnv
 
@@ -272,8 +262,8 @@ def run_one_iteration(model_dir, critic=None, **values):
     return pipeline.step(0)
 
 
-def test_one_ngrpo_iteration_without_ray(untrained_dir):
-    batch, metrics = run_one_iteration(untrained_dir, advantage_estimator="ngrpo")
+def test_one_ngrpo_iteration_without_ray(tiny_model_dir):
+    batch, metrics = run_one_iteration(tiny_model_dir, advantage_estimator="ngrpo")
     assert metrics["groups/frac_all_incorrect"] == 1.0
     # GRPO would give these groups zero advantage; NGRPO gives each response -1/sqrt(G + 1).
     torch.testing.assert_close(batch.advantages, torch.full((8,), -1 / 5 ** 0.5), atol=1e-5, rtol=0)
@@ -282,11 +272,11 @@ def test_one_ngrpo_iteration_without_ray(untrained_dir):
     assert metrics["ratio/max"] > 1.0 or metrics["ratio/min"] < 1.0  # the second step is off-policy
 
 
-def test_one_ppo_iteration_without_ray(untrained_dir):
+def test_one_ppo_iteration_without_ray(tiny_model_dir):
     from ngrpo_rl.critic import Critic
 
     batch, metrics = run_one_iteration(
-        untrained_dir, critic=Critic(untrained_dir, lr=1e-3), advantage_estimator="gae",
+        tiny_model_dir, critic=Critic(tiny_model_dir, lr=1e-3), advantage_estimator="gae",
         whiten_advantages=True, kl_coef=0.01, kl_in_reward=True, kl_estimator="k1",
     )
     mask = batch.response_mask().bool()
@@ -297,12 +287,12 @@ def test_one_ppo_iteration_without_ray(untrained_dir):
     assert metrics["policy/kl"] == 0.0
 
 
-def test_the_configured_group_filter_decides_what_is_trained_on(untrained_dir, caplog):
+def test_the_configured_group_filter_decides_what_is_trained_on(tiny_model_dir, caplog):
     """An untrained model gets every level-5 group wrong: drop_all_incorrect keeps none of them,
     so the pipeline samples max_sampling_rounds times and skips the update."""
     with caplog.at_level(logging.WARNING):
         batch, metrics = run_one_iteration(
-            untrained_dir, advantage_estimator="ngrpo", group_filter="drop_all_incorrect", max_sampling_rounds=2
+            tiny_model_dir, advantage_estimator="ngrpo", group_filter="drop_all_incorrect", max_sampling_rounds=2
         )
     assert len(batch) == 0 and metrics["groups/kept"] == 0 and metrics["groups/sampling_rounds"] == 2
     assert metrics["groups/sampled"] == 4 and "optim/num_updates" not in metrics
