@@ -56,16 +56,18 @@ def _builder(section: str, rllib_method: Callable[..., Any] | None = None) -> Ca
     """The builder method of one section: its fields as typed keyword arguments (``NotProvided``
     default), generated from ``SETTINGS``. Keywords of ``rllib_method`` (RLlib's method of the same
     name) that are not our fields pass through to it, and so do our fields that RLlib owns (``lr``,
-    ``grad_clip``, ``num_epochs``, ``minibatch_size``, ``gamma``: through ``AlgorithmConfig.training``)."""
+    ``grad_clip``, ``num_epochs``, ``minibatch_size``: through ``AlgorithmConfig.training``; ``num_learners``
+    and the learners' resources: through ``AlgorithmConfig.learners``)."""
     ours = section_settings(section)
     names = {s.name for s in ours}
     rllib_owned = {s.name for s in ours if s.rllib}
-    passthrough: set[str] = set()
+    rllib_keywords: set[str] = set()
     if rllib_method is not None:
-        passthrough = {
+        rllib_keywords = {
             p.name for p in inspect.signature(rllib_method).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
-        } - names
+        }
+    passthrough = rllib_keywords - names
 
     def builder(self: RLVRConfig, **kwargs: Any) -> RLVRConfig:
         unknown = sorted(set(kwargs) - names - passthrough)
@@ -73,13 +75,13 @@ def _builder(section: str, rllib_method: Callable[..., Any] | None = None) -> Ca
             raise TypeError(_unknown_message(section, unknown, names, bool(passthrough)))
         to_rllib = {k: v for k, v in kwargs.items() if k in passthrough}
         owned = {k: v for k, v in kwargs.items() if k in rllib_owned}
-        if rllib_method is AlgorithmConfig.training:
-            rllib_method(self, **to_rllib, **owned)
-        else:
-            if rllib_method is not None:
-                rllib_method(self, **to_rllib)
-            if owned:
-                AlgorithmConfig.training(self, **owned)
+        # RLlib's fields go through RLlib's method of this section when it has them
+        # (.learners(num_learners=...)), else through AlgorithmConfig.training (gamma).
+        here = {k: v for k, v in owned.items() if k in rllib_keywords}
+        if rllib_method is not None:
+            rllib_method(self, **to_rllib, **here)
+        if set(owned) - set(here):
+            AlgorithmConfig.training(self, **{k: v for k, v in owned.items() if k not in here})
         for key, value in kwargs.items():
             if key in names and key not in rllib_owned and value is not NotProvided:
                 setting = SETTINGS_BY_NAME[key]
@@ -147,6 +149,7 @@ class RLVRConfig(AlgorithmConfig):
 
     training = _builder("training", AlgorithmConfig.training)
     critic = _builder("critic")
+    learners = _builder("learners", AlgorithmConfig.learners)
     generation = _builder("generation")
     # RLlib's update_from_dict routes every evaluation_* key through evaluation(), ours and RLlib's.
     evaluation = _builder("evaluation", AlgorithmConfig.evaluation)

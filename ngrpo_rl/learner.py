@@ -19,8 +19,8 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,17 @@ from torch import Tensor
 
 from ngrpo_rl import losses
 from ngrpo_rl.batch import TrainingBatch
-from ngrpo_rl.loss_terms import TermInputs, active_terms, loss_terms, merge_sums
+from ngrpo_rl.distributed import (
+    SINGLE,
+    DistributedContext,
+    all_reduce_mean_,
+    full_state_dict,
+    load_sharded,
+    no_gradient_sync,
+    rowwise,
+    wrap_for_training,
+)
+from ngrpo_rl.loss_terms import TermInputs, active_terms, loss_terms
 from ngrpo_rl.models import load_model, save_model
 from ngrpo_rl.models.forward import pad_batch, response_logprobs
 from ngrpo_rl.registry import Registry
@@ -82,6 +92,8 @@ class Learner:
         model_path: the policy's Hugging Face folder.
         device: where the policy trains.
         critic: a ``ngrpo_rl.critic.Critic`` for PPO (adds the value term), else None.
+        distributed: this process's rank in a learner group (``ngrpo_rl.learner_group``), whose
+            torch.distributed process group is already initialised; the default is one process.
     """
 
     def __init__(
@@ -91,14 +103,23 @@ class Learner:
         model_path: str,
         device: str = "cpu",
         critic: Any = None,
+        distributed: DistributedContext = SINGLE,
     ) -> None:
         self.settings = settings
         self.device = device
+        self.distributed = distributed
         self.model, self.tokenizer = load_model(model_path, dtype=settings.dtype, device=device)
         self.model.train()
+        if settings.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.reference_model = None
         if settings.kl_coef > 0:
             self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # The module the training forward runs through: DDP's wrapper, or the model sharded in
+        # place by FSDP2 (then self.model is that sharded model too).
+        self.train_model = wrap_for_training(self.model, distributed, device)
+        if self.reference_model is not None and distributed.strategy == "fsdp2":
+            wrap_for_training(self.reference_model, distributed, device)
         self.critic = critic
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -126,22 +147,22 @@ class Learner:
         padded = self._pad(batch)
         fields: dict[str, Tensor] = {}
         if self.reference_model is not None:
-            fields["ref_logprobs"] = self._reference_logprobs(padded)
+            fields["ref_logprobs"] = self._logprobs_of(self.reference_model, padded)
         if self.critic is not None:
-            fields["values"] = self._in_micro_batches(padded, self.critic.values)
+            fields["values"] = self._rowwise(padded, self.critic.values)
         return batch.with_fields(**{k: v.cpu() for k, v in fields.items()})
 
     @torch.no_grad()
-    def _reference_logprobs(self, padded: dict[str, Tensor]) -> Tensor:
-        return self._in_micro_batches(
-            padded, lambda micro: response_logprobs(self.reference_model, micro, self.settings.temperature)
-        )
+    def _logprobs_of(self, model: torch.nn.Module, padded: dict[str, Tensor]) -> Tensor:
+        return self._rowwise(padded, lambda micro: response_logprobs(model, micro, self.settings.temperature))
 
-    def _in_micro_batches(self, padded: dict[str, Tensor], fn: Callable[[dict], Tensor]) -> Tensor:
-        size = self.settings.micro_batch_size
-        rows = padded["input_ids"].shape[0]
-        return torch.cat(
-            [fn({k: v[start : start + size] for k, v in padded.items()}) for start in range(0, rows, size)]
+    def _rowwise(self, padded: dict[str, Tensor], fn: Callable[[dict], Tensor]) -> Tensor:
+        """``fn`` over micro-batches of all rows (shared out across a learner group)."""
+        return rowwise(
+            self.distributed,
+            padded["input_ids"].shape[0],
+            self.settings.micro_batch_size,
+            lambda rows: fn({k: v[rows] for k, v in padded.items()}),
         )
 
     def _pad(self, batch: TrainingBatch) -> dict[str, Tensor]:
@@ -153,81 +174,76 @@ class Learner:
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
         """Trains on ``batch`` (advantages already computed); returns the step's metrics."""
+        return self.update_stats(batch).metrics()
+
+    def update_stats(self, batch: TrainingBatch) -> UpdateStats:
+        """Trains on ``batch`` and returns this rank's additive statistics (a learner group merges
+        its ranks' with ``UpdateStats.merge``; ``.metrics()`` turns them into the step's metrics)."""
         if batch.advantages is None:
             raise ValueError("the batch has no advantages: run an advantage estimator first")
         cfg = self.settings
         started = time.perf_counter()
         padded = self._pad(batch)
-        mask = padded["response_mask"].to(torch.float32)
-        if cfg.mask_truncated:  # DAPO's overlong filtering: truncated responses teach nothing
-            mask = mask * ~torch.tensor(batch.truncated, device=mask.device)[:, None]
-        tensors = {
-            "mask": mask,
-            "old_logp": batch.padded_old_logprobs().to(self.device),
-            "advantages": batch.advantages.to(device=self.device, dtype=torch.float32),
-        }
-        for name, key in (("ref_logprobs", "ref_logp"), ("values", "old_values"), ("returns", "returns")):
-            value = getattr(batch, name)
-            if value is not None:
-                tensors[key] = value.to(device=self.device, dtype=torch.float32)
-        if "kl" in self.terms and "ref_logp" not in tensors:  # the annotate stage did not run
-            tensors["ref_logp"] = self._reference_logprobs(padded)
+        tensors = self._loss_tensors(batch, padded)
+        stats = UpdateStats()
+        if "is_weights" in tensors:
+            stats.sums_list.append({})
+            stats.sums_list[-1], stats.maxima = importance_sampling_sums(tensors, cfg.tis_cap)
 
         num_seqs = len(batch)
         if cfg.minibatch_size is not None:
             minibatch_size = min(cfg.minibatch_size, num_seqs)
         else:
             minibatch_size = math.ceil(num_seqs / (cfg.num_minibatches or 1))
-        sums: list[dict[str, float]] = []
-        policy_sums: list[dict[str, float]] = []
-        grad_norms: list[float] = []
-        critic_norms: list[float] = []
-        losses_per_step: list[float] = []
         for _ in range(cfg.num_epochs):
             order = torch.randperm(num_seqs, generator=self.generator)
             for start in range(0, num_seqs, minibatch_size):
-                rows = order[start : start + minibatch_size]
-                step = self._minibatch_step(padded, tensors, rows, sums, policy_sums)
-                losses_per_step.append(step["loss"])
-                grad_norms.append(step["grad_norm"])
-                if "critic_grad_norm" in step:
-                    critic_norms.append(step["critic_grad_norm"])
+                self._minibatch_step(padded, tensors, order[start : start + minibatch_size], stats)
+        stats.lr = self.scheduler.get_last_lr()[0]
+        stats.num_updates = self.num_updates
+        stats.seconds = time.perf_counter() - started
+        stats.has_critic = self.critic is not None
+        return stats
 
-        totals = merge_sums(sums)
-        tokens = max(totals.get("tokens", 0.0), 1.0)
-        metrics = losses.merge_stat_sums(policy_sums)  # clip/* and ratio/*
-        metrics.update(
-            {
-                "losses/total": _mean(losses_per_step),
-                "policy/entropy": totals.get("entropy", 0.0) / tokens,
-                "policy/kl": totals.get("kl", 0.0) / tokens,
-                "optim/grad_norm": _mean(grad_norms),
-                "optim/lr": self.scheduler.get_last_lr()[0],
-                "optim/num_updates": float(self.num_updates),
-                "timers/learn": time.perf_counter() - started,
-            }
-        )
-        if self.critic is not None:
-            metrics.update(
-                {
-                    "critic/value_loss": totals.get("value_loss", 0.0) / tokens,
-                    "critic/clip_frac": totals.get("value_clipped", 0.0) / tokens,
-                    "critic/values_mean": totals.get("values", 0.0) / tokens,
-                    "critic/grad_norm": _mean(critic_norms),
-                }
-            )
-        return metrics
+    def _loss_tensors(self, batch: TrainingBatch, padded: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The per-row tensors the loss terms read, ``[N, R]`` (advantages ``[N]`` or ``[N, R]``)."""
+        cfg = self.settings
+        mask = padded["response_mask"].to(torch.float32)
+        if cfg.mask_truncated:  # DAPO's overlong filtering: truncated responses teach nothing
+            mask = mask * ~torch.tensor(batch.truncated, device=mask.device)[:, None]
+        sampler_logp = batch.padded_old_logprobs().to(self.device)
+        tensors = {
+            "mask": mask,
+            "old_logp": sampler_logp,
+            "advantages": batch.advantages.to(device=self.device, dtype=torch.float32),
+        }
+        if cfg.recompute_old_logprobs:
+            # The learner's own log-probs before this update: the first step's ratio is then 1 up
+            # to the model's determinism, whatever engine sampled (verl's "recompute old_log_prob").
+            tensors["old_logp"] = self._logprobs_of(self.model, padded) * (mask > 0)
+            # Truncated importance sampling corrects for the sampler being another policy:
+            # weight min(pi_learner / pi_sampler, C) per token (Yao et al. 2025, "Your efficient RL
+            # framework secretly brings you off-policy RL training"; verl, OpenRLHF).
+            log_weights = (tensors["old_logp"] - sampler_logp) * (mask > 0)
+            tensors["sampler_logp"] = sampler_logp
+            tensors["is_weights"] = torch.exp(log_weights)
+        for name, key in (("ref_logprobs", "ref_logp"), ("values", "old_values"), ("returns", "returns")):
+            value = getattr(batch, name)
+            if value is not None:
+                tensors[key] = value.to(device=self.device, dtype=torch.float32)
+        if "kl" in self.terms and "ref_logp" not in tensors:  # the annotate stage did not run
+            tensors["ref_logp"] = self._logprobs_of(self.reference_model, padded)
+        return tensors
 
     def _minibatch_step(
-        self,
-        padded: dict[str, Tensor],
-        tensors: dict[str, Tensor],
-        rows: Tensor,
-        sums: list[dict[str, float]],
-        policy_sums: list[dict[str, float]],
-    ) -> dict[str, float]:
+        self, padded: dict[str, Tensor], tensors: dict[str, Tensor], rows: Tensor, stats: UpdateStats
+    ) -> None:
+        """One optimizer step on the mini-batch ``rows``: this rank's share of its micro-batches,
+        gradients summed over the group, clipping, AdamW."""
         cfg = self.settings
-        # Global counts of the mini-batch: micro-batch losses then add up to the mini-batch loss.
+        world = self.distributed.world_size
+        # Global counts of the mini-batch: micro-batch losses then add up to the mini-batch loss,
+        # and across ranks too (every rank holds the whole batch, so no communication is needed).
         counts = {
             "num_tokens": float(tensors["mask"][rows].sum()),
             "num_seqs": len(rows),
@@ -237,54 +253,73 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         if self.critic is not None:
             self.critic.optimizer.zero_grad(set_to_none=True)
+        micro_batches = list(self.distributed.micro_batches(rows, cfg.micro_batch_size))
         total = 0.0
-        for start in range(0, len(rows), cfg.micro_batch_size):
-            micro = rows[start : start + cfg.micro_batch_size]
+        policy_sums: list[dict[str, float]] = []
+        for index, (micro, weight) in enumerate(micro_batches):
             micro_batch = {k: v[micro] for k, v in padded.items()}
-            logp, entropy = response_logprobs(
-                self.model, micro_batch, cfg.temperature, return_entropy=True, entropy_grad=entropy_in_loss
-            )
-            part = {k: v[micro] for k, v in tensors.items()}
-            inputs = TermInputs(
-                logp=logp,
-                old_logp=part["old_logp"],
-                advantages=part["advantages"],
-                mask=part["mask"],
-                loss_agg_mode=cfg.loss_agg_mode,
-                counts=counts,
-                entropy=entropy,
-                ref_logp=part.get("ref_logp"),
-                values=self.critic.values(micro_batch) if self.critic is not None else None,
-                old_values=part.get("old_values"),
-                returns=part.get("returns"),
-            )
-            loss = torch.zeros((), device=logp.device)
-            for name, params in self.terms.items():
-                out = loss_terms.get(name)(inputs, **params)
-                loss = loss + out.loss
-                (policy_sums if name == "policy" else sums).append(out.sums)
-            loss.backward()
+            # Only the last backward of the step synchronises gradients across the group.
+            with no_gradient_sync(self.train_model, skip=index < len(micro_batches) - 1):
+                logp, entropy = response_logprobs(
+                    self.train_model, micro_batch, cfg.temperature, return_entropy=True,
+                    entropy_grad=entropy_in_loss,
+                )
+                part = {k: v[micro] for k, v in tensors.items()}
+                inputs = TermInputs(
+                    logp=logp,
+                    old_logp=part["old_logp"],
+                    advantages=part["advantages"],
+                    mask=part["mask"],
+                    loss_agg_mode=cfg.loss_agg_mode,
+                    counts=counts,
+                    entropy=entropy,
+                    ref_logp=part.get("ref_logp"),
+                    values=self.critic.values(micro_batch) if self.critic is not None else None,
+                    old_values=part.get("old_values"),
+                    returns=part.get("returns"),
+                    is_weights=_capped(part.get("is_weights"), cfg.tis_cap),
+                )
+                loss = torch.zeros((), device=logp.device)
+                term_sums = []
+                for name, params in self.terms.items():
+                    out = loss_terms.get(name)(inputs, **params)
+                    loss = loss + out.loss
+                    term_sums.append((name, out.sums))
+                # DDP and FSDP average gradients over ranks; scaling by the group size makes that
+                # average the sum of the ranks' shares, the gradient of the whole mini-batch.
+                (loss * (weight * world)).backward()
+            if not weight:  # a dummy micro-batch, run only so that collectives match
+                continue
             total += float(loss.detach())
-            sums.append(
+            for name, sums in term_sums:
+                (policy_sums if name == "policy" else stats.sums_list).append(sums)
+            stats.sums_list.append(
                 {"entropy": float((entropy.detach() * inputs.mask).sum()), "tokens": float(inputs.mask.sum())}
             )
+        if self.critic is not None and self.distributed.is_distributed:
+            all_reduce_mean_([p.grad for p in self.critic.parameters() if p.grad is not None])
         parameters = [p for p in self.model.parameters() if p.grad is not None]
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         if math.isfinite(grad_norm):
             self.optimizer.step()
         self.scheduler.step()
         self.num_updates += 1
-        step = {"loss": total, "grad_norm": grad_norm}
+        stats.policy_sums.extend(policy_sums)
+        if not stats.step_losses:
+            stats.first_step_policy_sums = policy_sums
+        stats.step_losses.append(total)
+        stats.grad_norms.append(grad_norm)
         if self.critic is not None:
-            step["critic_grad_norm"] = float(self.critic.clip_and_step())
-        return step
+            stats.critic_grad_norms.append(float(self.critic.clip_and_step()))
 
     # -- weights and state ---------------------------------------------------------------------
 
     def state_dict_for_generation(self) -> dict[str, Tensor]:
-        """The policy weights, detached, on the CPU (what generation workers load)."""
-        return {k: v.detach().to("cpu") for k, v in self.model.state_dict().items()}
+        """The policy weights, detached, on the CPU (what generation workers load). With FSDP2 the
+        shards are gathered, a collective every rank of the group must join."""
+        return full_state_dict(self.model)
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path/policy`` (a Hugging Face directory, safetensors), the optimizer and RNG
@@ -293,9 +328,13 @@ class Learner:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, self.tokenizer, path / "policy")
+        # In a learner group every rank calls save (FSDP2 gathers its shards here); rank 0 writes.
+        weights = full_state_dict(self.model) if self.distributed.strategy == "fsdp2" else None
         tensors, meta = optimizer_to_tensors(self.optimizer)
+        if self.distributed.rank != 0:
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(self.model, self.tokenizer, path / "policy", state_dict=weights)
         tensors["rng/torch"] = torch.get_rng_state()
         tensors["rng/generator"] = self.generator.get_state()
         atomic_write(path / "optimizer.safetensors", lambda p: save_file(tensors, p))
@@ -319,8 +358,11 @@ class Learner:
         except (OSError, ValueError) as error:
             raise ValueError(f"unreadable learner checkpoint at {path}: {error}") from error
         model, _ = load_model(path / "policy", dtype=self.settings.dtype, device=self.device)
-        self.model.load_state_dict(model.state_dict())
-        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
+        if self.distributed.strategy == "fsdp2" and self.distributed.is_distributed:
+            load_sharded(self.model, self.optimizer, model.state_dict(), tensors, state["optimizer"])
+        else:
+            self.model.load_state_dict(model.state_dict())
+            optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
         self.scheduler.last_epoch = state["scheduler"]["last_epoch"]
         self.scheduler._last_lr = [  # keep get_last_lr() consistent with the restored step
             group["lr"] for group in self.optimizer.param_groups
@@ -331,5 +373,121 @@ class Learner:
         random.setstate(random_state_from_json(state["python_random"]))
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: Sequence[float]) -> float:
     return sum(values) / max(len(values), 1)
+
+
+def _capped(weights: Tensor | None, cap: float | None) -> Tensor | None:
+    if weights is None or cap is None:
+        return weights
+    return weights.clamp(max=cap)
+
+
+def importance_sampling_sums(
+    tensors: dict[str, Tensor], cap: float | None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(sums, maxima)`` of the learner-vs-sampler mismatch over the batch's response tokens:
+    the weights pi_learner / pi_sampler before and after the cap, and the log-prob gap."""
+    valid = tensors["mask"] > 0
+    weights = tensors["is_weights"][valid]
+    capped = weights.clamp(max=cap) if cap is not None else weights
+    gap = (tensors["old_logp"] - tensors["sampler_logp"])[valid].abs()
+    sums = {
+        "is/tokens": float(valid.sum()),
+        "is/weight_sum": float(capped.sum()),
+        "is/raw_weight_sum": float(weights.sum()),
+        "is/capped_count": float((weights > cap).sum()) if cap is not None else 0.0,
+        "is/logprob_gap_sum": float(gap.sum()),
+    }
+    any_token = weights.numel() > 0
+    maxima = {
+        "is/weight_max": float(capped.max()) if any_token else 0.0,
+        "is/raw_weight_max": float(weights.max()) if any_token else 0.0,
+        "is/logprob_gap_max": float(gap.max()) if any_token else 0.0,
+    }
+    return sums, maxima
+
+
+@dataclass
+class UpdateStats:
+    """What one rank measured during ``Learner.update_stats``: additive sums, so that a learner
+    group's ranks merge exactly (``merge``), and ``metrics()`` for the step's metrics."""
+
+    sums_list: list[dict[str, float]] = field(default_factory=list)
+    policy_sums: list[dict[str, float]] = field(default_factory=list)
+    first_step_policy_sums: list[dict[str, float]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    critic_grad_norms: list[float] = field(default_factory=list)
+    maxima: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    num_updates: int = 0
+    seconds: float = 0.0
+    has_critic: bool = False
+
+    @staticmethod
+    def merge(parts: Sequence[UpdateStats]) -> UpdateStats:
+        """The group's statistics from its ranks': sums and per-step losses add up (each rank's
+        loss is its share of the mini-batch loss); gradient norms, the learning rate and counters
+        are the same on every rank after the all-reduce, so rank 0's are kept."""
+        first = parts[0]
+        return UpdateStats(
+            sums_list=[s for p in parts for s in p.sums_list],
+            policy_sums=[s for p in parts for s in p.policy_sums],
+            first_step_policy_sums=[s for p in parts for s in p.first_step_policy_sums],
+            step_losses=[sum(losses) for losses in zip(*(p.step_losses for p in parts))],
+            grad_norms=first.grad_norms,
+            critic_grad_norms=first.critic_grad_norms,
+            maxima={k: max(p.maxima[k] for p in parts) for k in first.maxima},
+            lr=first.lr,
+            num_updates=first.num_updates,
+            seconds=max(p.seconds for p in parts),
+            has_critic=first.has_critic,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """The step's metrics: losses, entropy, KL, clip and ratio statistics (over all steps, and
+        of the first step: ``ratio/first_step_*``, where the policy is still the sampler's),
+        gradient norms, the importance weights with ``recompute_old_logprobs``, the critic's."""
+        totals: dict[str, float] = {}
+        for part in self.sums_list:
+            for key, value in part.items():
+                totals[key] = totals.get(key, 0.0) + value
+        tokens = max(totals.get("tokens", 0.0), 1.0)
+        metrics = losses.merge_stat_sums(self.policy_sums)  # clip/* and ratio/*
+        if self.first_step_policy_sums:
+            first = losses.merge_stat_sums(self.first_step_policy_sums)
+            metrics["ratio/first_step_min"] = first["ratio/min"]
+            metrics["ratio/first_step_max"] = first["ratio/max"]
+        metrics.update(
+            {
+                "losses/total": _mean(self.step_losses),
+                "policy/entropy": totals.get("entropy", 0.0) / tokens,
+                "policy/kl": totals.get("kl", 0.0) / tokens,
+                "optim/grad_norm": _mean(self.grad_norms),
+                "optim/lr": self.lr,
+                "optim/num_updates": float(self.num_updates),
+                "timers/learn": self.seconds,
+            }
+        )
+        if "is/tokens" in totals:
+            is_tokens = max(totals["is/tokens"], 1.0)
+            metrics.update(
+                {
+                    "is/weight_mean": totals["is/weight_sum"] / is_tokens,
+                    "is/raw_weight_mean": totals["is/raw_weight_sum"] / is_tokens,
+                    "is/capped_frac": totals["is/capped_count"] / is_tokens,
+                    "is/logprob_gap_mean": totals["is/logprob_gap_sum"] / is_tokens,
+                    **self.maxima,
+                }
+            )
+        if self.has_critic:
+            metrics.update(
+                {
+                    "critic/value_loss": totals.get("value_loss", 0.0) / tokens,
+                    "critic/clip_frac": totals.get("value_clipped", 0.0) / tokens,
+                    "critic/values_mean": totals.get("values", 0.0) / tokens,
+                    "critic/grad_norm": _mean(self.critic_grad_norms),
+                }
+            )
+        return metrics

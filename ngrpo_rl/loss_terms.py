@@ -35,6 +35,8 @@ class TermInputs:
         ref_logp: the reference policy's log-probs (when a KL term is active).
         values / old_values / returns: the critic's values now (with gradient), when the batch
             was sampled, and the regression targets (PPO only).
+        is_weights: truncated importance weights min(pi_learner / pi_sampler, C) that multiply
+            each token's policy loss (``tis_cap``), else None.
     """
 
     logp: Tensor
@@ -48,6 +50,7 @@ class TermInputs:
     values: Tensor | None = None
     old_values: Tensor | None = None
     returns: Tensor | None = None
+    is_weights: Tensor | None = None
 
     def aggregate(self, per_token: Tensor, mode: str | None = None) -> Tensor:
         """``per_token`` reduced over the mask with the mini-batch's counts."""
@@ -69,12 +72,15 @@ loss_terms: Registry[LossTerm] = Registry("loss term")
 
 @loss_terms.register("policy")
 def policy_term(inputs: TermInputs, *, policy_loss: str, params: Mapping[str, Any]) -> TermOutput:
-    """The registered policy loss (``ppo_clip`` by default), aggregated by ``loss_agg_mode``.
-    Its sums are ``PolicyLossOutput.stat_sums()`` (clip counts, ratio statistics)."""
+    """The registered policy loss (``ppo_clip`` by default), each token's loss weighted by
+    ``is_weights`` when given, aggregated by ``loss_agg_mode``. Its sums are ``PolicyLossOutput.stat_sums()`` (clip counts, ratio statistics)."""
     out = losses.compute_policy_loss(
         policy_loss, inputs.logp, inputs.old_logp, inputs.advantages, inputs.mask, **params
     )
-    return TermOutput(inputs.aggregate(out.per_token_loss), out.stat_sums())
+    per_token = out.per_token_loss
+    if inputs.is_weights is not None:  # truncated importance sampling (verl's tis_imp_ratio_cap)
+        per_token = per_token * inputs.is_weights.detach()
+    return TermOutput(inputs.aggregate(per_token), out.stat_sums())
 
 
 @loss_terms.register("kl")
@@ -139,15 +145,6 @@ def active_terms(settings: Any, *, has_critic: bool) -> dict[str, dict[str, Any]
     return terms
 
 
-def merge_sums(parts: list[dict[str, float]]) -> dict[str, float]:
-    """Adds additive statistics key by key."""
-    total: dict[str, float] = {}
-    for part in parts:
-        for key, value in part.items():
-            total[key] = total.get(key, 0.0) + value
-    return total
-
-
 __all__ = [
     "LossTerm",
     "TermInputs",
@@ -156,7 +153,6 @@ __all__ = [
     "entropy_term",
     "kl_term",
     "loss_terms",
-    "merge_sums",
     "policy_term",
     "value_term",
 ]

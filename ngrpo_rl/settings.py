@@ -37,7 +37,7 @@ from typing import Any, Union
 DEFAULT_MODEL = "ngrpo_rl/tiny-arithmetic"
 
 # The builder sections, in the order the docs list them.
-SECTIONS = ("training", "critic", "generation", "evaluation", "reporting")
+SECTIONS = ("training", "critic", "learners", "generation", "evaluation", "reporting")
 
 # Model dtypes the learner and the generation backends accept (None = the checkpoint's own).
 DTYPES = (None, "float32", "float16", "bfloat16", "float64")
@@ -114,6 +114,11 @@ def _is_device(value: str) -> bool:
 
 
 DEVICE = Check(_is_device, "auto, cpu, cuda or cuda:N")
+RESOURCES = Check(
+    lambda d: all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                  for k, v in d.items()),
+    "a dict of resource name -> amount >= 0",
+)
 
 
 # ---- declarations ------------------------------------------------------------------------------
@@ -168,6 +173,7 @@ DR_GRPO = "Dr. GRPO, arXiv 2503.20783"
 PSR_NSR = "PSR-NSR / W-REINFORCE, arXiv 2506.01347"
 PPO = "PPO, arXiv 1707.06347"
 GAE = "GAE, arXiv 1506.02438"
+TIS = "truncated importance sampling, Yao et al. 2025 (verl, OpenRLHF)"
 
 
 def _section(section: str) -> Callable[..., Setting]:
@@ -180,7 +186,7 @@ def _section(section: str) -> Callable[..., Setting]:
     return declare
 
 
-_training, _critic, _generation, _evaluation, _reporting = map(_section, SECTIONS)
+_training, _critic, _learners, _generation, _evaluation, _reporting = map(_section, SECTIONS)
 
 SETTINGS: tuple[Setting, ...] = (
     # -- training: the group, the advantage, the loss, the optimizer ------------------------------
@@ -279,6 +285,16 @@ SETTINGS: tuple[Setting, ...] = (
               "with minibatch_size None: split each iteration's rollouts into this many mini-batches, "
               "one optimizer step each, whatever the batch size (the official scripts take 4: 1024 "
               "prompts in mini-batches of 256)", at_least(1), NGRPO),
+    _training("recompute_old_logprobs", False, bool,
+              "recompute the old log-probs with the learner's model before the update instead of "
+              "trusting the sampler's (a fast sampler such as vLLM computes them differently)",
+              citation=TIS),
+    _training("tis_cap", None, float | None,
+              "truncated importance sampling: weight each token's policy loss by "
+              "min(pi_learner / pi_sampler, tis_cap) (None = off; needs recompute_old_logprobs; "
+              "verl and OpenRLHF use 2)", above(0), TIS),
+    _training("gradient_checkpointing", False, bool,
+              "recompute activations in the backward pass (less memory, about a third more compute)"),
     _training("component_kwargs", {}, dict,
               "values of the parameters the chosen components declare of their own, beyond these "
               "fields (ngrpo_rl.settings.Param), e.g. {'alpha': 0.3}; a key no chosen component "
@@ -295,6 +311,20 @@ SETTINGS: tuple[Setting, ...] = (
             within(0, 1), GAE),
     _critic("whiten_advantages", False, bool, "normalise GAE advantages over the batch (mean 0, std 1)",
             citation=PPO),
+    # -- learners: the learner group (RLlib's .learners()) ----------------------------------------
+    _learners("num_learners", 0, int,
+              "learner actors in one torch.distributed group (0 = the learner runs in the driver)",
+              at_least(0), rllib=True),
+    _learners("num_cpus_per_learner", 1.0, float, "CPUs each learner actor reserves", above(0), rllib=True),
+    _learners("num_gpus_per_learner", 0.0, float, "GPUs each learner actor reserves (1 on a GPU node)",
+              at_least(0), rllib=True),
+    _learners("custom_resources_per_learner", {}, dict,
+              "custom Ray resources each learner actor reserves, e.g. {'learner_node': 1} to pin the "
+              "learners to the nodes that advertise it", RESOURCES, rllib=True),
+    _learners("learner_strategy", "ddp", str,
+              "how the learners share the model: ddp (each holds it whole, gradients all-reduced) or "
+              "fsdp2 (parameters, gradients and optimizer state sharded with fully_shard)",
+              one_of("ddp", "fsdp2")),
     # -- generation: the model, sampling and the workers ------------------------------------------
     _generation("model_name_or_path", DEFAULT_MODEL, str,
                 f"a local Hugging Face model folder, a Hub id resolved through the local cache, or "
@@ -309,6 +339,8 @@ SETTINGS: tuple[Setting, ...] = (
     _generation("num_cpus_per_generation_worker", 1, float, "CPUs each generation actor reserves", above(0)),
     _generation("num_gpus_per_generation_worker", 0, float, "GPUs each generation actor reserves (may be a fraction)",
                 at_least(0)),
+    _generation("custom_resources_per_generation_worker", {}, dict,
+                "custom Ray resources each generation actor reserves, e.g. {'rollout_node': 1}", RESOURCES),
     _generation("generation_backend", "hf", str, "registered generation backend: hf, or your own "
                 "(ngrpo_rl.generation.backends)", registry="ngrpo_rl.generation:backends"),
     _generation("generation_batch_size", 256, int,
@@ -564,6 +596,12 @@ def _check_consistency(read: Callable[[str], Any]) -> None:
         raise ValueError(
             f"overlong_buffer must be <= max_new_tokens ({max_new_tokens}), got {buffer}; shorten the "
             f"buffer or raise max_new_tokens"
+        )
+    if read("tis_cap") is not None and not read("recompute_old_logprobs"):
+        raise ValueError(
+            "tis_cap needs recompute_old_logprobs=True: without it the learner's old log-probs are "
+            "the sampler's and every importance weight is 1; set .training(recompute_old_logprobs=True) "
+            "or tis_cap=None"
         )
     samples = read("evaluation_samples_per_problem")
     bad_ks = [k for k in read("evaluation_ks") if k > samples]

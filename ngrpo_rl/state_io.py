@@ -29,7 +29,8 @@ def optimizer_to_tensors(
 
     ``tensors`` maps ``state/<param index>/<name>`` (e.g. ``state/0/exp_avg``, ``state/0/step``) to
     contiguous CPU tensors; Python numbers in the state become 0-d tensors. ``meta`` is
-    ``{"param_groups": [...]}`` made JSON-safe with :func:`jsonable`.
+    ``{"param_groups": [...]}`` made JSON-safe with :func:`jsonable`. Sharded (DTensor) states are
+    gathered whole, so under FSDP2 every rank must call it.
     Inverse: :func:`optimizer_from_tensors`.
     """
     state = optimizer.state_dict()
@@ -37,6 +38,8 @@ def optimizer_to_tensors(
     for index, param_state in state["state"].items():
         for name, value in param_state.items():
             value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            if hasattr(value, "full_tensor"):  # a sharded (FSDP2) state: a collective gather
+                value = value.full_tensor()
             tensors[f"state/{index}/{name}"] = value.detach().to("cpu").contiguous()
     return tensors, {"param_groups": jsonable(state["param_groups"])}
 

@@ -3,7 +3,7 @@ loading Hugging Face directories (safetensors only, offline)."""
 
 from __future__ import annotations
 
-from ngrpo_rl.models.io import ModelLoadError, load_model, save_model
+from ngrpo_rl.models.io import ModelLoadError, load_model, load_tokenizer, save_model
 from ngrpo_rl.models.tiny import build_tiny_model, count_parameters
 from ngrpo_rl.models.tokenizer import char_tokenizer, encode_completion, encode_prompts
 from ngrpo_rl.models.warm_start import warm_start
@@ -16,6 +16,7 @@ __all__ = [
     "encode_completion",
     "encode_prompts",
     "load_model",
+    "load_tokenizer",
     "save_model",
     "warm_start",
 ]

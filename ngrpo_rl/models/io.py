@@ -51,8 +51,15 @@ def quiet_progress_bars() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: PathLike) -> str:
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    path: PathLike,
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> str:
     """Writes ``model`` and ``tokenizer`` to the directory ``path`` atomically; returns the path.
+    ``state_dict`` replaces the model's own weights (the gathered weights of a sharded model).
 
     The files (``config.json``, ``generation_config.json``, ``model.safetensors``, the tokenizer
     files) are written to a temporary sibling directory which then replaces ``path``. An existing
@@ -65,7 +72,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
         with quiet_progress_bars():
-            model.save_pretrained(staging)
+            model.save_pretrained(staging, state_dict=state_dict)
             tokenizer.save_pretrained(staging)
         pickled = [p.name for p in staging.iterdir() if p.name.endswith(PICKLED_SUFFIXES)]
         if pickled or not any((staging / name).exists() for name in WEIGHT_FILES):
@@ -127,9 +134,9 @@ def load_model(
     corrupt, or if any model weight is absent from the checkpoint.
     """
     directory = check_model_dir(path)
+    tokenizer = load_tokenizer(directory)
     try:
         with quiet_progress_bars():
-            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
             model, info = AutoModelForCausalLM.from_pretrained(
                 directory,
                 dtype=dtype if dtype is not None else "auto",
@@ -144,7 +151,19 @@ def load_model(
             f"the checkpoint in {str(path)!r} lacks weights {sorted(info['missing_keys'])[:5]}; "
             "it is incomplete or was written for another architecture"
         )
+    return model.to(device).eval(), tokenizer
+
+
+def load_tokenizer(path: PathLike) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local model directory, padding on the left, eos as pad if it has none."""
+    try:
+        with quiet_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(check_model_dir(path), local_files_only=True)
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(f"could not load the tokenizer in {str(path)!r}: {error}") from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return tokenizer
