@@ -13,6 +13,7 @@ from typing import Any
 from ngrpo_rl.generation.backend import GenerationBackend, backends, create_backend
 from ngrpo_rl.generation.hf import HFBackend
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams, derive_seed
+from ngrpo_rl.generation.vllm_backend import VLLMBackend  # noqa: F401 - registers "vllm"
 from ngrpo_rl.models.forward import pad_batch, response_logprobs, token_logprobs
 
 # GenerationPool is left out of __all__ so that a star import never imports Ray.
