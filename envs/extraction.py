@@ -28,6 +28,7 @@ DEFAULT_STRATEGY = "auto"
 
 _BOXED = re.compile(r"\\boxed\b\s*")
 _BRACE = re.compile(r"[{}]")
+_BARE_BOX_WORD = re.compile(r"[^\s${}]+")  # the answer of ``\boxed 5``
 _GSM8K_MARKER = re.compile(r"####[ \t]*([^\n]*)")
 # A number: thousands-grouped or plain digits, optional decimals, optional "/denominator", not
 # starting inside another number. A minus sign counts only where it cannot be a binary minus (not
@@ -70,9 +71,10 @@ def last_boxed(text: str) -> Optional[str]:
                 if content:
                     return content
         else:
-            word = re.match(r"[^\s${}]+", text[start:])
-            if word:
-                return word.group().rstrip(".,")
+            word = _BARE_BOX_WORD.match(text, start)  # at ``start``, without copying the tail
+            content = word.group().rstrip(".,") if word else ""
+            if content:
+                return content
     return None
 
 

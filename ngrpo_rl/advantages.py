@@ -100,7 +100,8 @@ def compute(name: str, rewards: Tensor, **params: Any) -> Tensor:
     """Advantages [num_groups, group_size] from rewards [num_groups, group_size] by estimator ``name``.
 
     Validates ``rewards`` (2-D, floating, finite) and ``params`` (only keywords the estimator
-    accepts; filter a full config with ``bind_params``). The result has the dtype of ``rewards``.
+    accepts; filter a full config with ``bind_params``). The result has the dtype of ``rewards``;
+    advantages that overflow it (rewards near the dtype's largest value) raise ``ValueError``.
     """
     fn = get(name)
     if is_token_level(name):
@@ -122,7 +123,9 @@ def compute(name: str, rewards: Tensor, **params: Any) -> Tensor:
         raise ValueError(
             f"advantage estimator {name!r} must return a tensor of shape {tuple(rewards.shape)}, got {got}"
         )
-    return advantages.to(rewards.dtype)
+    advantages = advantages.to(rewards.dtype)
+    _check_finite_advantages(name, advantages, rewards)
+    return advantages
 
 
 def is_token_level(name: str) -> bool:
@@ -140,16 +143,36 @@ def compute_token_level(name: str, batch: TrainingBatch, **params: Any) -> Train
     advantages (and whatever else the estimator fills in, e.g. GAE's returns)."""
     if not is_token_level(name):
         raise TypeError(f"advantage estimator {name!r} is sequence-level: use compute({name!r}, rewards)")
+    for field in ("rewards", "token_rewards", "values"):
+        values = getattr(batch, field)
+        if values is not None and not bool(torch.isfinite(values).all()):
+            bad = ~torch.isfinite(values)
+            raise ValueError(
+                f"the batch's {field} contain {int(bad.sum())} non-finite values (first at row "
+                f"{int(bad.nonzero()[0][0])}); advantage estimator {name!r} needs finite inputs"
+            )
     out = get(name)(batch, **params)
     expected = (len(batch), batch.response_width)
     if not isinstance(out, TrainingBatch) or out.advantages is None or out.advantages.shape != expected:
         raise ValueError(
             f"token-level estimator {name!r} must return the batch with advantages of shape {expected}"
         )
+    _check_finite_advantages(name, out.advantages, batch.rewards)
     return out
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+def _check_finite_advantages(name: str, advantages: Tensor, rewards: Tensor) -> None:
+    """Refuses NaN or infinite advantages from finite inputs (rewards near the dtype's largest
+    value overflow the group statistics) instead of passing them silently to the loss."""
+    if not bool(torch.isfinite(advantages).all()):
+        largest = float(rewards.abs().max()) if rewards.numel() else 0.0
+        raise ValueError(
+            f"advantage estimator {name!r} gave non-finite advantages from finite inputs (largest "
+            f"|reward| {largest:.3g}): they overflow {rewards.dtype}; rescale the rewards"
+        )
 
 
 def _stat_dtype(rewards: Tensor) -> torch.dtype:

@@ -39,6 +39,13 @@ def available() -> list[str]:
 def _correctness(rewards: Tensor, correct: Tensor | None) -> Tensor:
     if rewards.dim() != 2:
         raise ValueError(f"rewards must have shape [num_groups, group_size], got {tuple(rewards.shape)}")
+    bad = ~torch.isfinite(rewards)
+    if bool(bad.any()):
+        group, index = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"rewards contain {int(bad.sum())} non-finite values (first at group {group}, index {index}); "
+            "the verifier must return finite rewards"
+        )
     if correct is None:
         return rewards > DEFAULT_CORRECT_THRESHOLD
     if correct.shape != rewards.shape or correct.dtype != torch.bool:
@@ -52,8 +59,9 @@ def _correctness(rewards: Tensor, correct: Tensor | None) -> Tensor:
 def apply(name: str, rewards: Tensor, correct: Tensor | None = None, **params: Any) -> Tensor:
     """Bool mask [G] of the groups to keep (True = keep) under filter ``name``.
 
-    ``rewards`` [G, N]; ``correct`` [G, N] bool, by default ``rewards > 0.5``; ``params``: the
-    keyword arguments the filter declared (``Settings.component_params("group_filter")``).
+    ``rewards`` [G, N], finite (NaN or infinity raises ``ValueError``); ``correct`` [G, N] bool, by
+    default ``rewards > 0.5``; ``params``: the keyword arguments the filter declared
+    (``Settings.component_params("group_filter")``).
     """
     fn = group_filters.get(name)
     correct = _correctness(rewards, correct)

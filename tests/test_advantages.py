@@ -290,8 +290,9 @@ def test_bind_params_filters_a_config() -> None:
 
 
 def test_empty_batch() -> None:
+    # The built-in estimators (other tests register their own, with required parameters).
     for name in advantages.available():
-        if not advantages.is_token_level(name):
+        if advantages.get(name).__module__.startswith("ngrpo_rl") and not advantages.is_token_level(name):
             assert advantages.compute(name, torch.zeros(0, G)).shape == (0, G)
 
 

@@ -35,9 +35,16 @@ def shape_rewards(
 ) -> TrainingBatch:
     """``batch`` with ``rewards`` recomputed from ``scores`` by the shapers ``names``, in order.
 
-    ``params[name]`` are the keyword arguments of shaper ``name``. Shaped rewards must be finite.
+    ``params[name]`` are the keyword arguments of shaper ``name``. The scores and the shaped rewards
+    must be finite (``ValueError`` otherwise).
     """
     params = params or {}
+    bad = ~torch.isfinite(batch.scores)
+    if bool(bad.any()):
+        raise ValueError(
+            f"scores contain {int(bad.sum())} non-finite values (first at row {int(bad.nonzero()[0][0])}); "
+            "the environment must return finite rewards"
+        )
     rewards = batch.scores.clone()
     for name in names:
         rewards = reward_shapers.get(name)(batch.with_fields(rewards=rewards), **params.get(name, {}))
