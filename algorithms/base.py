@@ -35,6 +35,7 @@ from ngrpo_rl.evaluation import PassAtKResult, evaluate_pass_at_k
 from ngrpo_rl.generation import SamplingParams, derive_seed
 from ngrpo_rl.generation.workers import GenerationPool
 from ngrpo_rl.learner import Learner
+from ngrpo_rl.learner_group import LearnerGroup
 from ngrpo_rl.pipeline.collect import ProblemStream
 from ngrpo_rl.pipeline.engine import build_pipeline
 
@@ -63,13 +64,16 @@ class RLVRAlgorithm(Algorithm):
             torch.manual_seed(cfg.seed)
         self.model_path = resolve_model_path(cfg.model_name_or_path)
 
-        self.critic = self._make_critic(settings, device)
-        self.learner = Learner(
-            settings,
-            model_path=self.model_path,
-            device=device,
-            critic=self.critic,
-        )
+        critic_kwargs = self._critic_kwargs(settings)
+        if settings.num_learners > 0:
+            # Learner actors in one torch.distributed group; each builds its own critic.
+            self.learner = LearnerGroup(settings, model_path=self.model_path, critic_kwargs=critic_kwargs)
+            self.critic = self.learner.critic
+        else:
+            from ngrpo_rl.critic import Critic
+
+            self.critic = Critic(device=device, **critic_kwargs) if critic_kwargs is not None else None
+            self.learner = Learner(settings, model_path=self.model_path, device=device, critic=self.critic)
         self.tokenizer = self.learner.tokenizer
         # The env owns the dataset, the prompt template and the verifier; the tokenizer lets a
         # chat template render prompts the way the policy expects.
@@ -81,6 +85,7 @@ class RLVRAlgorithm(Algorithm):
             num_workers=cfg.num_generation_workers,
             num_cpus_per_worker=cfg.num_cpus_per_generation_worker,
             num_gpus_per_worker=cfg.num_gpus_per_generation_worker,
+            custom_resources_per_worker=cfg.custom_resources_per_generation_worker,
             backend_kwargs={
                 "device": device if cfg.num_generation_workers == 0 else _worker_device(cfg),
                 "dtype": cfg.dtype,
@@ -99,23 +104,21 @@ class RLVRAlgorithm(Algorithm):
         self._held_out_env: gymnasium.Env | None = None
         self._tensorboard = self._open_tensorboard()
 
-    def _make_critic(self, settings, device: str):
-        """PPO's separate value model, initialised from the policy unless told otherwise."""
+    def _critic_kwargs(self, settings) -> dict[str, Any] | None:
+        """PPO's separate value model (``ngrpo_rl.critic.Critic`` keywords but the device),
+        initialised from the policy unless told otherwise; None without a critic."""
         if not advantages.needs_critic(self.config.advantage_estimator):
             return None
-        from ngrpo_rl.critic import Critic
-
         source = self.config.critic_model_name_or_path
-        return Critic(
-            resolve_model_path(source) if source else self.model_path,
-            lr=settings.critic_lr,
-            weight_decay=settings.weight_decay,
-            betas=tuple(settings.betas),
-            grad_clip=settings.grad_clip,
-            device=device,
-            dtype=settings.dtype,
-            seed=settings.seed,
-        )
+        return {
+            "model_name_or_path": resolve_model_path(source) if source else self.model_path,
+            "lr": settings.critic_lr,
+            "weight_decay": settings.weight_decay,
+            "betas": tuple(settings.betas),
+            "grad_clip": settings.grad_clip,
+            "dtype": settings.dtype,
+            "seed": settings.seed,
+        }
 
     def _make_env(self, env_config: dict) -> gymnasium.Env:
         return gymnasium.make(self.config.env, tokenizer=self.tokenizer, **dict(env_config))
@@ -257,20 +260,30 @@ class RLVRAlgorithm(Algorithm):
 
     @classmethod
     def default_resource_request(cls, config: RLVRConfig | dict) -> PlacementGroupFactory:
-        """The driver's bundle plus one per generation worker, so Tune reserves them all."""
+        """The driver's bundle, one per learner actor and one per generation worker, so Tune
+        reserves them all (and places the actors a trial starts in them)."""
         if isinstance(config, dict):
             config = cls.get_default_config().update_from_dict(config)
-        learner_gpus = 1 if config.resolved_device().startswith("cuda") else 0
-        bundles = [{"CPU": 1, "GPU": learner_gpus}] + GenerationPool.bundle(
+        in_driver = config.num_learners == 0
+        driver_gpus = 1 if in_driver and config.resolved_device().startswith("cuda") else 0
+        learner = {"CPU": float(config.num_cpus_per_learner), **dict(config.custom_resources_per_learner)}
+        if config.num_gpus_per_learner:
+            learner["GPU"] = float(config.num_gpus_per_learner)
+        bundles = [{"CPU": 1, "GPU": driver_gpus}]
+        bundles += [dict(learner) for _ in range(config.num_learners)]
+        bundles += GenerationPool.bundle(
             config.num_generation_workers,
             config.num_cpus_per_generation_worker,
             config.num_gpus_per_generation_worker,
+            config.custom_resources_per_generation_worker,
         )
         return PlacementGroupFactory(bundles=bundles, strategy="PACK")
 
     def cleanup(self) -> None:
         if getattr(self, "generation", None) is not None:
             self.generation.shutdown()
+        if isinstance(getattr(self, "learner", None), LearnerGroup):
+            self.learner.shutdown()
         if getattr(self, "_tensorboard", None) is not None:
             self._tensorboard.close()
         for env in (getattr(self, "env", None), getattr(self, "_held_out_env", None)):

@@ -378,8 +378,10 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _capped(weights: Tensor | None, cap: float | None) -> Tensor | None:
+    """The truncated importance weights, or None when ``tis_cap`` is off (the weights are then only
+    measured, in the ``is/*`` metrics)."""
     if weights is None or cap is None:
-        return weights
+        return None
     return weights.clamp(max=cap)
 
 

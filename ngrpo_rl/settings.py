@@ -115,9 +115,9 @@ def _is_device(value: str) -> bool:
 
 DEVICE = Check(_is_device, "auto, cpu, cuda or cuda:N")
 RESOURCES = Check(
-    lambda d: all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-                  for k, v in d.items()),
-    "a dict of resource name -> amount >= 0",
+    lambda d: all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v) and v >= 0 for k, v in d.items()),
+    "a dict of resource name -> finite amount >= 0",
 )
 
 

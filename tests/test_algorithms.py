@@ -14,6 +14,7 @@ from ngrpo_rl.algorithms import ALGORITHMS, NGRPO, GRPOConfig, NGRPOConfig
 from ray.rllib.algorithms.algorithm import Algorithm
 
 from ngrpo_rl import advantages, logged_metrics
+from support import small
 
 pytestmark = pytest.mark.slow
 
@@ -23,19 +24,6 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-def small(config, tmp_path, levels=(1, 2, 3), **training):
-    """A config that trains in about a second per iteration on the bundled warm-started model."""
-    settings = dict(group_size=4, prompts_per_step=4, lr=1e-3, micro_batch_size=8)
-    settings.update(training)
-    return (
-        config.environment("ngrpo_rl/Arithmetic-v0", env_config={"levels": list(levels), "seed": 0})
-        .training(**settings)
-        .generation(max_new_tokens=6)
-        .reporting(tensorboard_dir=str(tmp_path / "tb"), log_completions=2)
-        .debugging(seed=0)
-    )
 
 
 def parameters(algo) -> dict[str, torch.Tensor]:

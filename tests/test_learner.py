@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -194,3 +195,50 @@ def test_num_minibatches_splits_any_batch_and_minibatch_size_wins(tiny_model_dir
     assert make_learner(tiny_model_dir, num_minibatches=3).update(rollouts)["optim/num_updates"] == 3  # 3+3+2
     both = make_learner(tiny_model_dir, num_minibatches=4, minibatch_size=8)
     assert both.update(rollouts)["optim/num_updates"] == 1
+
+
+# ---- recomputed old log-probs and truncated importance sampling ---------------------------------
+
+
+def with_sampler_shift(batch: TrainingBatch, shift: float) -> TrainingBatch:
+    """The batch as a sampler would report it whose log-probs are off by ``shift`` per token."""
+    shifted = [[value + shift for value in row] for row in batch.old_logprobs]
+    return dataclasses.replace(batch, old_logprobs=shifted)
+
+
+def test_recomputed_old_logprobs_start_the_ratio_at_one(tiny_model_dir, rollouts):
+    metrics = make_learner(tiny_model_dir, recompute_old_logprobs=True, tis_cap=2.0).update(rollouts)
+    assert metrics["ratio/first_step_min"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["ratio/first_step_max"] == pytest.approx(1.0, abs=1e-5)
+    # The HF sampler and the learner compute the same log-probs: every weight is 1.
+    assert metrics["is/raw_weight_max"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["is/weight_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["is/logprob_gap_max"] < 1e-5
+    assert metrics["is/capped_frac"] == 0.0
+
+
+def test_a_mismatched_sampler_is_corrected_and_its_weights_capped(tiny_model_dir, rollouts):
+    # The sampler reports every token 1 nat less likely than the learner: pi_learner / pi_sampler
+    # = e, above the cap of 2, so every token's loss is weighted by exactly 2.
+    mismatched = with_sampler_shift(rollouts, -1.0)
+    metrics = make_learner(tiny_model_dir, recompute_old_logprobs=True, tis_cap=2.0).update(mismatched)
+    assert metrics["is/raw_weight_max"] == pytest.approx(math.e, rel=1e-4)
+    assert metrics["is/weight_max"] == 2.0 and metrics["is/weight_mean"] == pytest.approx(2.0)
+    assert metrics["is/capped_frac"] == 1.0
+    assert metrics["is/logprob_gap_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["ratio/first_step_max"] == pytest.approx(1.0, abs=1e-5)  # recomputed, not e
+
+    # Trusting that sampler instead starts the ratio at e, far outside the clip range.
+    trusting = make_learner(tiny_model_dir, num_epochs=1).update(mismatched)
+    assert trusting["ratio/first_step_min"] == pytest.approx(math.e, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_capped_weights_scale_the_policy_gradient(tiny_model_dir, rollouts):
+    mismatched = with_sampler_shift(rollouts, -1.0)
+    unclipped = dict(recompute_old_logprobs=True, grad_clip=None)
+    plain = recorded_gradients(make_learner(tiny_model_dir, **unclipped), mismatched)
+    weighted = recorded_gradients(make_learner(tiny_model_dir, tis_cap=2.0, **unclipped), mismatched)
+    assert any(g.abs().sum() > 0 for g in plain.values())
+    for name in plain:
+        torch.testing.assert_close(weighted[name], 2.0 * plain[name], atol=1e-7, rtol=1e-5, msg=name)

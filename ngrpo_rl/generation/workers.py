@@ -56,6 +56,9 @@ class GenerationWorker:
     def ready(self) -> bool:
         return True
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
 
 class GenerationPool:
     """``num_workers`` generation backends (Ray actors), or one in-process backend for 0.
@@ -69,6 +72,8 @@ class GenerationPool:
             gets ``derive_seed(seed, i)``.
         num_cpus_per_worker: CPUs each actor reserves; torch in the actor uses as many threads.
         num_gpus_per_worker: GPUs each actor reserves (0 on CPU machines).
+        custom_resources_per_worker: custom Ray resources each actor reserves (to pin the
+            workers to the nodes that advertise them).
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class GenerationPool:
         backend_kwargs: Mapping[str, Any] | None = None,
         num_cpus_per_worker: float = 1,
         num_gpus_per_worker: float = 0,
+        custom_resources_per_worker: Mapping[str, float] | None = None,
     ) -> None:
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
@@ -94,6 +100,7 @@ class GenerationPool:
         self.num_workers = num_workers
         self.num_cpus_per_worker = num_cpus_per_worker
         self.num_gpus_per_worker = num_gpus_per_worker
+        self.custom_resources_per_worker = dict(custom_resources_per_worker or {})
         self.num_restarts = 0
         self._base_seed = int(kwargs.pop("seed", 0))
         self._backend_kwargs = kwargs
@@ -110,10 +117,13 @@ class GenerationPool:
 
     @staticmethod
     def bundle(
-        num_workers: int, num_cpus_per_worker: float, num_gpus_per_worker: float = 0
+        num_workers: int,
+        num_cpus_per_worker: float,
+        num_gpus_per_worker: float = 0,
+        custom_resources_per_worker: Mapping[str, float] | None = None,
     ) -> list[dict[str, float]]:
         """The resource bundles of the workers, for an Algorithm's ``default_resource_request``."""
-        bundle = {"CPU": float(num_cpus_per_worker)}
+        bundle = {"CPU": float(num_cpus_per_worker), **dict(custom_resources_per_worker or {})}
         if num_gpus_per_worker:
             bundle["GPU"] = float(num_gpus_per_worker)
         return [dict(bundle) for _ in range(num_workers)]
@@ -167,6 +177,10 @@ class GenerationPool:
         self._local = None
         self._weights = None
 
+    def node_ids(self) -> list[str]:
+        """The Ray node each worker actor runs on, in worker order (empty for ``num_workers=0``)."""
+        return ray.get([actor.node_id.remote() for actor in self._actors])
+
     @property
     def actors(self) -> list[Any]:
         """The worker actor handles (empty for ``num_workers=0``)."""
@@ -178,7 +192,10 @@ class GenerationPool:
         if self.num_restarts:
             seed = derive_seed(seed, self.num_restarts)
         remote_class = ray.remote(
-            num_cpus=self.num_cpus_per_worker, num_gpus=self.num_gpus_per_worker, max_restarts=0
+            num_cpus=self.num_cpus_per_worker,
+            num_gpus=self.num_gpus_per_worker,
+            resources=self.custom_resources_per_worker or None,
+            max_restarts=0,
         )(GenerationWorker)
         return remote_class.remote(
             self.backend_name,
