@@ -103,6 +103,8 @@ class LearnerGroup:
         model_path: the policy's Hugging Face folder (every node must be able to read it).
         critic_kwargs: the keyword arguments of ``ngrpo_rl.critic.Critic`` (all but ``device``)
             for PPO; each learner builds its own and averages its gradients with the others'.
+        placement_timeout_s: how long the learner actors may wait for resources before the group
+            gives up with an error naming what it asked for.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class LearnerGroup:
         *,
         model_path: str,
         critic_kwargs: Mapping[str, Any] | None = None,
+        placement_timeout_s: float = 600.0,
     ) -> None:
         if settings.num_learners < 1:
             raise ValueError(f"a LearnerGroup needs num_learners >= 1, got {settings.num_learners}")
@@ -127,7 +130,20 @@ class LearnerGroup:
         )(LearnerWorker)
         threads = max(1, int(settings.num_cpus_per_learner))
         self.workers = [remote.remote(rank, world_size, threads) for rank in range(world_size)]
-        address, port = ray.get(self.workers[0].rendezvous.remote())
+        try:
+            # Every actor answers once placed; the group meets at rank 0's address.
+            address, port = ray.get(
+                [w.rendezvous.remote() for w in self.workers], timeout=placement_timeout_s
+            )[0]
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise RuntimeError(
+                f"the {world_size} learner actors could not start within {placement_timeout_s:g} s: "
+                f"does the cluster have {world_size} x (CPU {settings.num_cpus_per_learner:g}, GPU "
+                f"{settings.num_gpus_per_learner:g}, {dict(settings.custom_resources_per_learner)}) free "
+                f"beside the driver and the generation workers? (ray.available_resources(): "
+                f"{ray.available_resources()}); lower num_cpus_per_learner / num_learners or add nodes"
+            ) from None
         ray.get(
             [w.setup.remote(settings, model_path, address, port, critic_kwargs) for w in self.workers]
         )

@@ -69,6 +69,8 @@ CASES = {
     # One row per mini-batch: rank 1 has nothing to train on in every step; with a KL term the
     # reference log-probs are computed across the group too.
     "one-row-minibatches": {"minibatch_size": 1, "num_epochs": 1, "kl_coef": 0.1, "entropy_coef": 0.01},
+    # Parameters, gradients and optimizer state sharded over the two learners.
+    "fsdp2": {"learner_strategy": "fsdp2", "kl_coef": 0.1},
 }
 
 
@@ -78,7 +80,7 @@ def groups(ray_session, tiny_model_dir):
     with concurrent.futures.ThreadPoolExecutor(len(CASES)) as pool:
         futures = {
             name: pool.submit(
-                LearnerGroup, settings(num_learners=2, num_cpus_per_learner=0.4, **overrides),
+                LearnerGroup, settings(num_learners=2, num_cpus_per_learner=0.25, **overrides),
                 model_path=tiny_model_dir,
             )
             for name, overrides in CASES.items()
@@ -105,6 +107,23 @@ def test_two_learners_make_the_update_of_one(groups, tiny_model_dir, batch, case
     for key in ("losses/total", "policy/entropy", "policy/kl", "optim/grad_norm", "ratio/mean",
                 "clip/upper_frac", "clip/lower_frac", "optim/num_updates"):
         assert group_metrics[key] == pytest.approx(single_metrics[key], rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize("case", ["token-mean", "fsdp2"])
+def test_a_group_checkpoint_restores_into_one_learner(groups, tiny_model_dir, batch, tmp_path, case):
+    # Rank 0 writes whole weights and optimizer state (FSDP2 gathers its shards); one learner
+    # restored from them continues exactly as the group does.
+    group = groups[case]
+    group.save(str(tmp_path / "learner"))
+    single = Learner(settings(**CASES[case]), model_path=tiny_model_dir)
+    single.load(tmp_path / "learner")
+    group.load(str(tmp_path / "learner"))  # every rank reads it back (FSDP2: its shard)
+    single_metrics = single.update(batch)
+    group_metrics = group.update(batch)
+    assert group_metrics["optim/num_updates"] == single_metrics["optim/num_updates"] >= 12
+    group_weights = group.state_dict_for_generation()
+    for name, value in single.state_dict_for_generation().items():
+        torch.testing.assert_close(group_weights[name], value, atol=1e-6, rtol=0, msg=name)
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 5])
