@@ -34,7 +34,7 @@ from ngrpo_rl.batch import TrainingBatch
 from ngrpo_rl.evaluation import PassAtKResult, evaluate_pass_at_k
 from ngrpo_rl.generation import SamplingParams, derive_seed
 from ngrpo_rl.generation.workers import GenerationPool
-from ngrpo_rl.learner import Learner
+from ngrpo_rl.learner import Learner, master_dtype
 from ngrpo_rl.learner_group import LearnerGroup
 from ngrpo_rl.pipeline.collect import ProblemStream
 from ngrpo_rl.pipeline.engine import build_pipeline
@@ -116,7 +116,7 @@ class RLVRAlgorithm(Algorithm):
             "weight_decay": settings.weight_decay,
             "betas": tuple(settings.betas),
             "grad_clip": settings.grad_clip,
-            "dtype": settings.dtype,
+            "dtype": master_dtype(settings.dtype),  # trained like the policy: float32 master weights
             "seed": settings.seed,
         }
 

@@ -13,6 +13,7 @@ The learner reads a ``ngrpo_rl.settings.Settings``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -108,13 +109,19 @@ class Learner:
         self.settings = settings
         self.device = device
         self.distributed = distributed
-        self.model, self.tokenizer = load_model(model_path, dtype=settings.dtype, device=device)
+        # Half-precision runs keep float32 master weights and optimizer state and compute in the
+        # half dtype under autocast, as verl's FSDP workers do (mixed precision): AdamW steps of
+        # lr 1e-6 round away on most bfloat16 weights.
+        self.compute_dtype = resolve_dtype(settings.dtype)
+        self.master_dtype = master_dtype(settings.dtype)
+        self.model, self.tokenizer = load_model(model_path, dtype=self.master_dtype, device=device)
         self.model.train()
         if settings.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.reference_model = None
-        if settings.kl_coef > 0:
-            self.reference_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        if settings.kl_coef > 0:  # frozen, so it is kept in the compute dtype
+            self.reference_model = copy.deepcopy(self.model).to(self.compute_dtype or self.master_dtype)
+            self.reference_model.eval().requires_grad_(False)
         # The module the training forward runs through: DDP's wrapper, or the model sharded in
         # place by FSDP2 (then self.model is that sharded model too).
         self.train_model = wrap_for_training(self.model, distributed, device)
@@ -156,14 +163,19 @@ class Learner:
     def _logprobs_of(self, model: torch.nn.Module, padded: dict[str, Tensor]) -> Tensor:
         return self._rowwise(padded, lambda micro: response_logprobs(model, micro, self.settings.temperature))
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Half-precision compute for forward passes (a no-op in float32 or float64)."""
+        if self.compute_dtype not in (torch.bfloat16, torch.float16):
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=self.compute_dtype)
+
     def _rowwise(self, padded: dict[str, Tensor], fn: Callable[[dict], Tensor]) -> Tensor:
         """``fn`` over micro-batches of all rows (shared out across a learner group)."""
-        return rowwise(
-            self.distributed,
-            padded["input_ids"].shape[0],
-            self.settings.micro_batch_size,
-            lambda rows: fn({k: v[rows] for k, v in padded.items()}),
-        )
+        def run(rows: Tensor) -> Tensor:
+            with self.autocast():
+                return fn({k: v[rows] for k, v in padded.items()})
+
+        return rowwise(self.distributed, padded["input_ids"].shape[0], self.settings.micro_batch_size, run)
 
     def _pad(self, batch: TrainingBatch) -> dict[str, Tensor]:
         return pad_batch(
@@ -235,6 +247,37 @@ class Learner:
             tensors["ref_logp"] = self._logprobs_of(self.reference_model, padded)
         return tensors
 
+    def _micro_batch_loss(
+        self, micro_batch: dict[str, Tensor], part: dict[str, Tensor], counts: dict[str, Any]
+    ) -> tuple[TermInputs, Tensor, list[tuple[str, dict[str, float]]]]:
+        """The forward pass of one micro-batch and its share of the mini-batch loss, term by term."""
+        cfg = self.settings
+        logp, entropy = response_logprobs(
+            self.train_model, micro_batch, cfg.temperature, return_entropy=True,
+            entropy_grad="entropy" in self.terms,
+        )
+        inputs = TermInputs(
+            logp=logp,
+            old_logp=part["old_logp"],
+            advantages=part["advantages"],
+            mask=part["mask"],
+            loss_agg_mode=cfg.loss_agg_mode,
+            counts=counts,
+            entropy=entropy,
+            ref_logp=part.get("ref_logp"),
+            values=self.critic.values(micro_batch) if self.critic is not None else None,
+            old_values=part.get("old_values"),
+            returns=part.get("returns"),
+            is_weights=_capped(part.get("is_weights"), cfg.tis_cap),
+        )
+        loss = torch.zeros((), device=logp.device)
+        term_sums = []
+        for name, params in self.terms.items():
+            out = loss_terms.get(name)(inputs, **params)
+            loss = loss + out.loss
+            term_sums.append((name, out.sums))
+        return inputs, loss, term_sums
+
     def _minibatch_step(
         self, padded: dict[str, Tensor], tensors: dict[str, Tensor], rows: Tensor, stats: UpdateStats
     ) -> None:
@@ -249,7 +292,6 @@ class Learner:
             "num_seqs": len(rows),
             "max_len": cfg.max_new_tokens,
         }
-        entropy_in_loss = "entropy" in self.terms
         self.optimizer.zero_grad(set_to_none=True)
         if self.critic is not None:
             self.critic.optimizer.zero_grad(set_to_none=True)
@@ -257,34 +299,14 @@ class Learner:
         total = 0.0
         policy_sums: list[dict[str, float]] = []
         for index, (micro, weight) in enumerate(micro_batches):
-            micro_batch = {k: v[micro] for k, v in padded.items()}
             # Only the last backward of the step synchronises gradients across the group.
             with no_gradient_sync(self.train_model, skip=index < len(micro_batches) - 1):
-                logp, entropy = response_logprobs(
-                    self.train_model, micro_batch, cfg.temperature, return_entropy=True,
-                    entropy_grad=entropy_in_loss,
-                )
-                part = {k: v[micro] for k, v in tensors.items()}
-                inputs = TermInputs(
-                    logp=logp,
-                    old_logp=part["old_logp"],
-                    advantages=part["advantages"],
-                    mask=part["mask"],
-                    loss_agg_mode=cfg.loss_agg_mode,
-                    counts=counts,
-                    entropy=entropy,
-                    ref_logp=part.get("ref_logp"),
-                    values=self.critic.values(micro_batch) if self.critic is not None else None,
-                    old_values=part.get("old_values"),
-                    returns=part.get("returns"),
-                    is_weights=_capped(part.get("is_weights"), cfg.tis_cap),
-                )
-                loss = torch.zeros((), device=logp.device)
-                term_sums = []
-                for name, params in self.terms.items():
-                    out = loss_terms.get(name)(inputs, **params)
-                    loss = loss + out.loss
-                    term_sums.append((name, out.sums))
+                with self.autocast():
+                    inputs, loss, term_sums = self._micro_batch_loss(
+                        {k: v[micro] for k, v in padded.items()},
+                        {k: v[micro] for k, v in tensors.items()},
+                        counts,
+                    )
                 # DDP and FSDP average gradients over ranks; scaling by the group size makes that
                 # average the sum of the ranks' shares, the gradient of the whole mini-batch.
                 (loss * (weight * world)).backward()
@@ -294,7 +316,7 @@ class Learner:
             for name, sums in term_sums:
                 (policy_sums if name == "policy" else stats.sums_list).append(sums)
             stats.sums_list.append(
-                {"entropy": float((entropy.detach() * inputs.mask).sum()), "tokens": float(inputs.mask.sum())}
+                {"entropy": float((inputs.entropy.detach() * inputs.mask).sum()), "tokens": float(inputs.mask.sum())}
             )
         if self.critic is not None and self.distributed.is_distributed:
             all_reduce_mean_([p.grad for p in self.critic.parameters() if p.grad is not None])
@@ -317,9 +339,12 @@ class Learner:
     # -- weights and state ---------------------------------------------------------------------
 
     def state_dict_for_generation(self) -> dict[str, Tensor]:
-        """The policy weights, detached, on the CPU (what generation workers load). With FSDP2 the
-        shards are gathered, a collective every rank of the group must join."""
-        return full_state_dict(self.model)
+        """The policy weights, detached, on the CPU, in the run's dtype (what generation workers
+        load). With FSDP2 the shards are gathered, a collective every rank of the group must join."""
+        weights = full_state_dict(self.model)
+        if self.compute_dtype is None or self.compute_dtype == self.master_dtype:
+            return weights
+        return {name: value.to(self.compute_dtype) for name, value in weights.items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path/policy`` (a Hugging Face directory, safetensors), the optimizer and RNG
@@ -357,7 +382,7 @@ class Learner:
             tensors = load_file(str(path / "optimizer.safetensors"))
         except (OSError, ValueError) as error:
             raise ValueError(f"unreadable learner checkpoint at {path}: {error}") from error
-        model, _ = load_model(path / "policy", dtype=self.settings.dtype, device=self.device)
+        model, _ = load_model(path / "policy", dtype=self.master_dtype, device=self.device)
         if self.distributed.strategy == "fsdp2" and self.distributed.is_distributed:
             load_sharded(self.model, self.optimizer, model.state_dict(), tensors, state["optimizer"])
         else:
@@ -371,6 +396,20 @@ class Learner:
         torch.set_rng_state(tensors["rng/torch"])
         self.generator.set_state(tensors["rng/generator"])
         random.setstate(random_state_from_json(state["python_random"]))
+
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"bfloat16"`` -> ``torch.bfloat16``; None stays None (the checkpoint's own dtype)."""
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def master_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """The dtype trainable weights are kept in: float32 for a half-precision run, else ``dtype``."""
+    resolved = resolve_dtype(dtype)
+    return torch.float32 if resolved in HALF_DTYPES else resolved
 
 
 def _mean(values: Sequence[float]) -> float:

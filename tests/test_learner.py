@@ -242,3 +242,18 @@ def test_capped_weights_scale_the_policy_gradient(tiny_model_dir, rollouts):
     assert any(g.abs().sum() > 0 for g in plain.values())
     for name in plain:
         torch.testing.assert_close(weighted[name], 2.0 * plain[name], atol=1e-7, rtol=1e-5, msg=name)
+
+
+def test_half_precision_trains_float32_master_weights(tiny_model_dir, rollouts):
+    # At lr 1e-6 an AdamW step is ~1e-6 per weight: lost on most bfloat16 weights (8 bits of
+    # mantissa), kept by float32 master weights; the forward computes in bfloat16.
+    learner = make_learner(tiny_model_dir, dtype="bfloat16", lr=1e-6)
+    assert all(p.dtype == torch.float32 for p in learner.model.parameters())
+    with learner.autocast():
+        assert learner.model.lm_head(torch.randn(1, 32)).dtype == torch.bfloat16
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    learner.update(rollouts)
+    matrices = [k for k, v in before.items() if v.dim() == 2]
+    changed = sum(int((learner.model.state_dict()[k] != before[k]).sum()) for k in matrices)
+    assert changed / sum(before[k].numel() for k in matrices) > 0.9
+    assert all(v.dtype == torch.bfloat16 for v in learner.state_dict_for_generation().values())
