@@ -91,6 +91,7 @@ class RLVRAlgorithm(Algorithm):
                 "dtype": cfg.dtype,
                 "seed": settings.seed,
                 "batch_size": cfg.generation_batch_size,
+                **dict(cfg.generation_backend_kwargs),
             },
         )
         self.pipeline = build_pipeline(

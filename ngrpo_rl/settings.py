@@ -343,6 +343,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "custom Ray resources each generation actor reserves, e.g. {'rollout_node': 1}", RESOURCES),
     _generation("generation_backend", "hf", str, "registered generation backend: hf, or your own "
                 "(ngrpo_rl.generation.backends)", registry="ngrpo_rl.generation:backends"),
+    _generation("generation_backend_kwargs", {}, dict,
+                "the backend's own constructor options, e.g. {'gpu_memory_utilization': 0.7, "
+                "'tensor_parallel_size': 2} for vllm (reserve as many GPUs per generation worker)",
+                Check(lambda d: all(isinstance(k, str) for k in d), "with string keys")),
     _generation("generation_batch_size", 256, int,
                 "sequences (prompts x samples) per generate call inside a worker", at_least(1)),
     _generation("device", "auto", str, "where the learner runs: auto, cpu, cuda or cuda:N", DEVICE),
