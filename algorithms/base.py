@@ -86,6 +86,7 @@ class RLVRAlgorithm(Algorithm):
             num_cpus_per_worker=cfg.num_cpus_per_generation_worker,
             num_gpus_per_worker=cfg.num_gpus_per_generation_worker,
             custom_resources_per_worker=cfg.custom_resources_per_generation_worker,
+            sleep_between_calls=cfg.generation_sleep_between_calls,
             backend_kwargs={
                 "device": device if cfg.num_generation_workers == 0 else _worker_device(cfg),
                 "dtype": cfg.dtype,
@@ -154,7 +155,7 @@ class RLVRAlgorithm(Algorithm):
         # 6. New weights to the generation workers.
         if "optim/num_updates" in metrics:
             started = time.perf_counter()
-            self.generation.sync_weights(self.learner.state_dict_for_generation())
+            self.generation.sync_weights(self.learner.weights_for_generation())
             metrics["timers/sync"] = time.perf_counter() - started
         metrics["generation/worker_restarts"] = float(self.generation.num_restarts)
         if self._tensorboard is not None:
@@ -254,7 +255,7 @@ class RLVRAlgorithm(Algorithm):
             raise FileNotFoundError(f"no checkpoint folder at {path}")
         # RLlib's override syncs EnvRunners we do not have; the generic restore is what we need.
         Checkpointable.restore_from_path(self, path, *args, **kwargs)
-        self.generation.sync_weights(self.learner.state_dict_for_generation())
+        self.generation.sync_weights(self.learner.weights_for_generation())
 
     def restore_env_runners(self, env_runner_group) -> list:
         return []

@@ -346,6 +346,11 @@ class Learner:
             return weights
         return {name: value.to(self.compute_dtype) for name, value in weights.items()}
 
+    def weights_for_generation(self) -> dict[str, Tensor]:
+        """What ``GenerationPool.sync_weights`` takes: the state dict (a learner group gives an
+        object-store reference instead)."""
+        return self.state_dict_for_generation()
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``path/policy`` (a Hugging Face directory, safetensors), the optimizer and RNG
         state (safetensors) and the counters (JSON). No pickle anywhere. The critic, if any, is

@@ -10,7 +10,10 @@ the group is the update one learner would make on the same batch.
 
 The group answers what the pipeline and the RLlib shell ask of a learner (``annotate``,
 ``update``, ``state_dict_for_generation``, ``save``, ``load``, ``tokenizer``), so it drops in for
-one. Weights for the generation workers come from rank 0 through the object store.
+one. Weights for the generation workers come from rank 0 through the object store
+(``weights_for_generation``: rank 0 puts them there, the workers fetch them; on GPUs a broadcast
+group between rank 0 and the vLLM workers would skip the CPU copy, see
+``ngrpo_rl.generation.vllm_backend``).
 
 Checkpoints are written by rank 0 into a folder every learner can read when restoring: on several
 nodes that folder must be on shared storage, as RLlib's checkpoints must be.
@@ -84,6 +87,12 @@ class LearnerWorker:
     def state_dict_for_generation(self) -> dict[str, Tensor] | None:
         state = self.learner.state_dict_for_generation()  # a collective under FSDP2
         return state if self.rank == 0 else None
+
+    def weights_ref(self) -> list[ray.ObjectRef] | None:
+        """Rank 0's weights put in the object store by rank 0 itself; the reference comes back in
+        a list so that Ray hands over the reference, not the weights."""
+        state = self.learner.state_dict_for_generation()
+        return [ray.put(state)] if self.rank == 0 else None
 
     def save(self, path: str, part: str) -> None:
         owner = self.learner if part == "learner" else self.learner.critic
@@ -163,6 +172,11 @@ class LearnerGroup:
     def state_dict_for_generation(self) -> dict[str, Tensor]:
         """The policy weights from rank 0 (every rank joins: FSDP2 gathers its shards)."""
         return ray.get([w.state_dict_for_generation.remote() for w in self.workers])[0]
+
+    def weights_for_generation(self) -> ray.ObjectRef:
+        """The policy weights as an object-store reference written by rank 0: generation workers
+        fetch them from there, without a copy through the driver."""
+        return ray.get([w.weights_ref.remote() for w in self.workers])[0][0]
 
     def save(self, path: str) -> None:
         self._save(path, "learner")

@@ -347,6 +347,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "the backend's own constructor options, e.g. {'gpu_memory_utilization': 0.7, "
                 "'tensor_parallel_size': 2} for vllm (reserve as many GPUs per generation worker)",
                 Check(lambda d: all(isinstance(k, str) for k in d), "with string keys")),
+    _generation("generation_sleep_between_calls", False, bool,
+                "colocated placement: generation actors free their GPU memory after each call so that "
+                "learners on the same GPUs can train (vllm with enable_sleep_mode; fractional "
+                "num_gpus_per_generation_worker and num_gpus_per_learner)"),
     _generation("generation_batch_size", 256, int,
                 "sequences (prompts x samples) per generate call inside a worker", at_least(1)),
     _generation("device", "auto", str, "where the learner runs: auto, cpu, cuda or cuda:N", DEVICE),

@@ -377,3 +377,48 @@ def test_pool_recovers_from_a_worker_killed_during_generate(ray_cluster, untrain
             torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-4, rtol=0)
     finally:
         pool.shutdown()
+
+
+class _SleepyBackend(HFBackend):
+    """The HF backend with vLLM's sleep / wake_up calls, recorded; generating asleep fails."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple] = []
+        self.asleep: set[str] = set()
+
+    def sleep(self, level: int = 1) -> None:
+        self.calls.append(("sleep", level))
+        self.asleep = {"weights", "kv_cache"}
+
+    def wake_up(self, tags=None) -> None:
+        self.calls.append(("wake_up", tuple(tags)))
+        self.asleep -= set(tags)
+
+    def generate(self, prompts, params):
+        assert not self.asleep, "generate while asleep"
+        return super().generate(prompts, params)
+
+    def load_state_dict(self, state_dict) -> None:
+        assert "weights" not in self.asleep, "weights loaded while asleep"
+        super().load_state_dict(state_dict)
+
+
+def test_a_sleeping_worker_frees_memory_between_calls_and_wakes_for_weights(untrained_dir):
+    from ngrpo_rl.generation.backend import backends
+    from ngrpo_rl.generation.workers import GenerationWorker
+
+    if "test_sleepy" not in backends.available():
+        backends.register("test_sleepy")(_SleepyBackend)
+    worker = GenerationWorker("test_sleepy", untrained_dir, {}, torch.get_num_threads(), sleep_between_calls=True)
+    params = SamplingParams(n=2, max_new_tokens=3, seed=0)
+    worker.generate(["1+1="], params)
+    assert worker.backend.calls == [("sleep", 1)] and worker.backend.asleep
+    worker.load_state_dict(worker.backend.model.state_dict())  # the weights wake, the cache sleeps
+    assert worker.backend.calls[-1] == ("wake_up", ("weights",))
+    assert worker.backend.asleep == {"kv_cache"}
+    worker.generate(["1+1="], params)
+    assert worker.backend.calls[-2:] == [("wake_up", ("kv_cache",)), ("sleep", 1)]
+
+    with pytest.raises(ValueError, match="cannot sleep between calls"):
+        GenerationWorker("hf", untrained_dir, {}, torch.get_num_threads(), sleep_between_calls=True)

@@ -34,7 +34,12 @@ WORKER_FAILURES = (RayActorError, ActorUnavailableError)
 
 
 class GenerationWorker:
-    """The body of one Ray actor: a backend, with torch limited to the actor's CPUs."""
+    """The body of one Ray actor: a backend, with torch limited to the actor's CPUs.
+
+    With ``sleep_between_calls`` the backend (one with ``sleep`` / ``wake_up``, such as vLLM with
+    ``enable_sleep_mode``) frees its GPU memory after every ``generate`` so that learners placed on
+    the same GPUs can train; a weight sync wakes the weights only, the next ``generate`` the rest.
+    """
 
     def __init__(
         self,
@@ -42,15 +47,33 @@ class GenerationWorker:
         model_name_or_path: str,
         backend_kwargs: Mapping[str, Any],
         num_threads: int,
+        sleep_between_calls: bool = False,
     ) -> None:
         # Ray gives each actor a share of the CPUs; more torch threads than that oversubscribe them.
         torch.set_num_threads(max(1, num_threads))
         self.backend = create_backend(backend, model_name_or_path, **backend_kwargs)
+        if sleep_between_calls and not (hasattr(self.backend, "sleep") and hasattr(self.backend, "wake_up")):
+            raise ValueError(
+                f"generation backend {backend!r} cannot sleep between calls (it has no sleep / "
+                f"wake_up); use vllm with generation_backend_kwargs={{'enable_sleep_mode': True}}"
+            )
+        self.sleep_between_calls = sleep_between_calls
+        self.asleep: set[str] = set()
 
     def generate(self, prompts: list[str], params: SamplingParams) -> GenerationOutput:
-        return self.backend.generate(prompts, params)
+        if self.asleep:
+            self.backend.wake_up(tags=sorted(self.asleep))
+            self.asleep = set()
+        output = self.backend.generate(prompts, params)
+        if self.sleep_between_calls:
+            self.backend.sleep(level=1)
+            self.asleep = {"kv_cache", "weights"}
+        return output
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
+        if "weights" in self.asleep:
+            self.backend.wake_up(tags=["weights"])
+            self.asleep.discard("weights")
         self.backend.load_state_dict(state_dict)
 
     def ready(self) -> bool:
@@ -74,6 +97,8 @@ class GenerationPool:
         num_gpus_per_worker: GPUs each actor reserves (0 on CPU machines).
         custom_resources_per_worker: custom Ray resources each actor reserves (to pin the
             workers to the nodes that advertise them).
+        sleep_between_calls: the workers free their GPU memory after each ``generate`` (colocated
+            placement: learners train on the same GPUs); see :class:`GenerationWorker`.
     """
 
     def __init__(
@@ -86,9 +111,15 @@ class GenerationPool:
         num_cpus_per_worker: float = 1,
         num_gpus_per_worker: float = 0,
         custom_resources_per_worker: Mapping[str, float] | None = None,
+        sleep_between_calls: bool = False,
     ) -> None:
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if sleep_between_calls and num_workers == 0:
+            raise ValueError(
+                "sleep_between_calls frees generation actors' GPU memory for colocated learners: it "
+                "needs num_generation_workers > 0"
+            )
         if num_workers > 0 and not ray.is_initialized():
             raise RuntimeError(
                 "GenerationPool with num_workers > 0 needs Ray: call ray.init() first, "
@@ -101,6 +132,7 @@ class GenerationPool:
         self.num_cpus_per_worker = num_cpus_per_worker
         self.num_gpus_per_worker = num_gpus_per_worker
         self.custom_resources_per_worker = dict(custom_resources_per_worker or {})
+        self.sleep_between_calls = sleep_between_calls
         self.num_restarts = 0
         self._base_seed = int(kwargs.pop("seed", 0))
         self._backend_kwargs = kwargs
@@ -152,13 +184,19 @@ class GenerationPool:
                 )
         return GenerationOutput.concat([results[index] for index in sorted(results)])
 
-    def sync_weights(self, state_dict: Mapping[str, Tensor]) -> None:
-        """Sends new policy weights to every worker (stored once in the object store)."""
+    def sync_weights(self, state_dict: Mapping[str, Tensor] | ray.ObjectRef) -> None:
+        """Sends new policy weights to every worker, stored once in the object store (or already
+        there: an ``ObjectRef``, as a learner group's rank 0 puts them)."""
         if self._local is not None:
+            if isinstance(state_dict, ray.ObjectRef):
+                state_dict = ray.get(state_dict)
             self._local.load_state_dict(state_dict)
             return
-        cpu_state = {name: tensor.detach().to("cpu") for name, tensor in state_dict.items()}
-        self._weights = ray.put(cpu_state)
+        if isinstance(state_dict, ray.ObjectRef):
+            self._weights = state_dict
+        else:
+            cpu_state = {name: tensor.detach().to("cpu") for name, tensor in state_dict.items()}
+            self._weights = ray.put(cpu_state)
         refs = [actor.load_state_dict.remote(self._weights) for actor in self._actors]
         for index, ref in enumerate(refs):
             try:
@@ -202,6 +240,7 @@ class GenerationPool:
             self.model_name_or_path,
             {**self._backend_kwargs, "seed": seed},
             int(self.num_cpus_per_worker),
+            self.sleep_between_calls,
         )
 
     def _restart(self, index: int) -> None:
