@@ -206,11 +206,12 @@ def load_sharded(
 
     from ngrpo_rl.state_io import optimizer_from_tensors
 
-    params = dict(model.named_parameters())
     sharded = {}
     for name, value in model.state_dict().items():
         full = weights[name].to(device=value.device, dtype=value.dtype)
-        sharded[name] = distribute_tensor(full, value.device_mesh, value.placements) if hasattr(value, "device_mesh") else full
+        if hasattr(value, "device_mesh"):  # a DTensor: keep this rank's shard
+            full = distribute_tensor(full, value.device_mesh, value.placements)
+        sharded[name] = full
     model.load_state_dict(sharded)
     # The optimizer's states follow its parameters' order; shard each like its parameter.
     order = [p for group in optimizer.param_groups for p in group["params"]]
@@ -221,7 +222,6 @@ def load_sharded(
             if hasattr(param, "device_mesh"):
                 value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
         local[key] = value
-    del params
     optimizer_from_tensors(optimizer, local, optimizer_meta)
 
 

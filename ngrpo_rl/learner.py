@@ -8,6 +8,13 @@ terms (``ngrpo_rl.loss_terms``): the policy loss, a KL penalty to a frozen refer
 only when ``kl_coef > 0``), an entropy bonus, and with a critic the clipped value loss, whose
 gradient reaches only the critic (a separate model with its own optimizer).
 
+With ``recompute_old_logprobs`` the old log-probs are the learner's own, recomputed before the
+update, and ``tis_cap`` weights each token's policy loss by the truncated importance weight
+min(pi_learner / pi_sampler, C). A half-precision ``dtype`` trains float32 master weights under
+autocast. In a learner group (``ngrpo_rl.learner_group``) each rank trains its share of every
+mini-batch with the mini-batch's global counts (``ngrpo_rl.distributed``) and reports additive
+``UpdateStats`` that merge exactly.
+
 The learner reads a ``ngrpo_rl.settings.Settings``.
 """
 
@@ -53,6 +60,10 @@ from ngrpo_rl.state_io import (
     random_state_from_json,
     random_state_to_json,
 )
+
+class NonFiniteTrainingError(FloatingPointError):
+    """Too many optimizer steps in a row had a non-finite loss or gradient (``max_nonfinite_steps``)."""
+
 
 LRSchedule = Callable[[int, int, int], float]
 """``schedule(step, warmup_steps, total_steps) -> multiplier of the base learning rate``."""
@@ -141,6 +152,7 @@ class Learner:
         )
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.num_updates = 0
+        self.nonfinite_in_a_row = 0
         self.terms = active_terms(settings, has_critic=critic is not None)
 
     # -- the annotate stage --------------------------------------------------------------------
@@ -199,8 +211,8 @@ class Learner:
         tensors = self._loss_tensors(batch, padded)
         stats = UpdateStats()
         if "is_weights" in tensors:
-            stats.sums_list.append({})
-            stats.sums_list[-1], stats.maxima = importance_sampling_sums(tensors, cfg.tis_cap)
+            sums, stats.maxima = importance_sampling_sums(tensors, cfg.tis_cap)
+            stats.sums_list.append(sums)
 
         num_seqs = len(batch)
         if cfg.minibatch_size is not None:
@@ -324,8 +336,12 @@ class Learner:
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        # The norm is the group's (gradients are all-reduced), so every rank decides alike.
         if math.isfinite(grad_norm):
             self.optimizer.step()
+            self.nonfinite_in_a_row = 0
+        else:
+            self._skip_nonfinite_step(grad_norm, stats)
         self.scheduler.step()
         self.num_updates += 1
         stats.policy_sums.extend(policy_sums)
@@ -335,6 +351,20 @@ class Learner:
         stats.grad_norms.append(grad_norm)
         if self.critic is not None:
             stats.critic_grad_norms.append(float(self.critic.clip_and_step()))
+
+    def _skip_nonfinite_step(self, grad_norm: float, stats: UpdateStats) -> None:
+        """Counts a step whose loss or gradient is not finite (its update is not applied); too many
+        in a row stop training, before anything non-finite reaches the weights or a checkpoint."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_a_row += 1
+        stats.skipped_steps += 1
+        limit = self.settings.max_nonfinite_steps
+        if self.nonfinite_in_a_row >= limit:
+            raise NonFiniteTrainingError(
+                f"{self.nonfinite_in_a_row} optimizer steps in a row had a non-finite gradient "
+                f"(norm {grad_norm}); training stops (max_nonfinite_steps={limit}) with the weights of "
+                f"the last good step. Lower lr, set grad_clip, check the rewards, or use float32."
+            )
 
     # -- weights and state ---------------------------------------------------------------------
 
@@ -372,6 +402,7 @@ class Learner:
             "optimizer": meta,
             "scheduler": {"last_epoch": self.scheduler.last_epoch},
             "num_updates": self.num_updates,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "python_random": random_state_to_json(random.getstate()),
             "settings": jsonable(asdict(self.settings)),
         }
@@ -398,6 +429,7 @@ class Learner:
             group["lr"] for group in self.optimizer.param_groups
         ]
         self.num_updates = state["num_updates"]
+        self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
         torch.set_rng_state(tensors["rng/torch"])
         self.generator.set_state(tensors["rng/generator"])
         random.setstate(random_state_from_json(state["python_random"]))
@@ -466,6 +498,7 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     critic_grad_norms: list[float] = field(default_factory=list)
     maxima: dict[str, float] = field(default_factory=dict)
+    skipped_steps: int = 0
     lr: float = 0.0
     num_updates: int = 0
     seconds: float = 0.0
@@ -485,6 +518,7 @@ class UpdateStats:
             grad_norms=first.grad_norms,
             critic_grad_norms=first.critic_grad_norms,
             maxima={k: max(p.maxima[k] for p in parts) for k in first.maxima},
+            skipped_steps=first.skipped_steps,
             lr=first.lr,
             num_updates=first.num_updates,
             seconds=max(p.seconds for p in parts),
@@ -513,6 +547,7 @@ class UpdateStats:
                 "optim/grad_norm": _mean(self.grad_norms),
                 "optim/lr": self.lr,
                 "optim/num_updates": float(self.num_updates),
+                "optim/skipped_steps": float(self.skipped_steps),
                 "timers/learn": self.seconds,
             }
         )

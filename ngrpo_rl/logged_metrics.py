@@ -34,6 +34,16 @@ METRICS: dict[str, str] = {
     "ratio/mean": "mean importance ratio rho = exp(logp - old_logp) over response tokens",
     "ratio/min": "smallest importance ratio",
     "ratio/max": "largest importance ratio",
+    "ratio/first_step_min": "smallest importance ratio of the iteration's first optimizer step (1 when the old log-probs are the learner's)",
+    "ratio/first_step_max": "largest importance ratio of the iteration's first optimizer step",
+    # sampler / learner mismatch (recompute_old_logprobs=True)
+    "is/weight_mean": "mean truncated importance weight min(pi_learner / pi_sampler, tis_cap) over response tokens",
+    "is/weight_max": "largest truncated importance weight",
+    "is/raw_weight_mean": "mean pi_learner / pi_sampler before the cap",
+    "is/raw_weight_max": "largest pi_learner / pi_sampler before the cap",
+    "is/capped_frac": "fraction of response tokens whose weight the cap tis_cap bound",
+    "is/logprob_gap_mean": "mean |log pi_learner - log pi_sampler| over response tokens",
+    "is/logprob_gap_max": "largest |log pi_learner - log pi_sampler|",
     # policy
     "policy/entropy": "mean per-token entropy of the policy (logits divided by the temperature) over response tokens",
     "policy/kl": "mean per-token KL estimate (kl_estimator) to the reference model; 0 when kl_coef = 0",
@@ -53,7 +63,10 @@ METRICS: dict[str, str] = {
     # optimisation
     "optim/grad_norm": "global gradient norm before clipping, mean over optimizer steps",
     "optim/lr": "learning rate after the iteration's last step",
+    "verifier/timeout_frac": "fraction of the responses to train on whose verdict timed out (scored 0)",
+    "verifier/update_skipped": "1 when that fraction exceeded max_verifier_timeout_frac and the update was skipped, else 0",
     "optim/num_updates": "optimizer steps taken since the start",
+    "optim/skipped_steps": "optimizer steps of this iteration skipped for a non-finite gradient (max_nonfinite_steps in a row stop training)",
     # throughput and time
     "throughput/tokens_per_s": "response tokens generated per second of generation time",
     "throughput/samples_per_s": "responses generated per second of generation time",

@@ -295,6 +295,13 @@ SETTINGS: tuple[Setting, ...] = (
               "verl and OpenRLHF use 2)", above(0), TIS),
     _training("gradient_checkpointing", False, bool,
               "recompute activations in the backward pass (less memory, about a third more compute)"),
+    _training("max_verifier_timeout_frac", 0.5, float,
+              "an iteration in which more than this fraction of the responses to train on timed out "
+              "in the verifier (scored 0 for it, not for being wrong) is flagged and not trained on",
+              within(0, 1)),
+    _training("max_nonfinite_steps", 3, int,
+              "optimizer steps with a non-finite loss or gradient are skipped and counted; this many in "
+              "a row stop training with an error (the last checkpoint stays as it was)", at_least(1)),
     _training("component_kwargs", {}, dict,
               "values of the parameters the chosen components declare of their own, beyond these "
               "fields (ngrpo_rl.settings.Param), e.g. {'alpha': 0.3}; a key no chosen component "

@@ -257,3 +257,19 @@ def test_half_precision_trains_float32_master_weights(tiny_model_dir, rollouts):
     changed = sum(int((learner.model.state_dict()[k] != before[k]).sum()) for k in matrices)
     assert changed / sum(before[k].numel() for k in matrices) > 0.9
     assert all(v.dtype == torch.bfloat16 for v in learner.state_dict_for_generation().values())
+
+
+def test_nonfinite_steps_are_skipped_counted_and_stop_training_when_repeated(tiny_model_dir, rollouts):
+    from ngrpo_rl.learner import NonFiniteTrainingError
+
+    poisoned = rollouts.with_fields(advantages=torch.full_like(rollouts.advantages, float("nan")))
+    learner = make_learner(tiny_model_dir, max_nonfinite_steps=2)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    metrics = learner.update(poisoned)
+    assert metrics["optim/skipped_steps"] == 1
+    assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
+    assert learner.update(rollouts)["optim/skipped_steps"] == 0  # a good step resets the count
+    learner.update(poisoned)
+    with pytest.raises(NonFiniteTrainingError, match="2 optimizer steps in a row.*max_nonfinite_steps=2"):
+        learner.update(poisoned)
+    assert all(torch.isfinite(v).all() for v in learner.model.state_dict().values())

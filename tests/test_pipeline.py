@@ -239,7 +239,7 @@ def test_sampler_scores_with_the_env_and_keeps_sampling_logprobs():
     assert set(timers) == {"timers/generate", "timers/score"}
 
 
-def run_one_iteration(model_dir, critic=None, **values):
+def run_one_iteration(model_dir, critic=None, env=None, **values):
     from ngrpo_rl.envs import ArithmeticEnv
 
     from ngrpo_rl.generation import create_backend
@@ -251,7 +251,7 @@ def run_one_iteration(model_dir, critic=None, **values):
         "minibatch_size": 4, "lr": 1e-2, "group_filter": "none", **values,
     })
     learner = Learner(settings, model_path=model_dir, critic=critic)
-    env = ArithmeticEnv(levels=[5], seed=0)  # an untrained model gets these all wrong
+    env = env or ArithmeticEnv(levels=[5], seed=0)  # an untrained model gets these all wrong
     pipeline = build_pipeline(
         settings,
         generate=create_backend("hf", model_dir, seed=0).generate,
@@ -325,3 +325,24 @@ def test_a_restored_collector_trains_on_the_surplus_it_carried():
     again = restored.collect(iteration=1)
     assert again.batch.problem_ids == expected.batch.problem_ids
     assert torch.equal(again.batch.rewards, expected.batch.rewards)
+
+
+@pytest.mark.parametrize("timed_out, trained", [(5, False), (4, True)])
+def test_an_iteration_the_verifier_mostly_timed_out_on_is_not_trained_on(tiny_model_dir, timed_out, trained):
+    import dataclasses as dc
+
+    from ngrpo_rl.envs import ArithmeticEnv
+
+    class TimingOutEnv(ArithmeticEnv):
+        """The first ``timed_out`` responses of every call time out in the verifier."""
+
+        def score_batch(self, problems, completions):
+            verdicts = super().score_batch(problems, completions)
+            return [dc.replace(v, correct=False, reason="timeout") if i < timed_out else v
+                    for i, v in enumerate(verdicts)]
+
+    env = TimingOutEnv(levels=[5], seed=0)
+    _, metrics = run_one_iteration(tiny_model_dir, env=env, advantage_estimator="ngrpo")
+    assert metrics["verifier/timeout_frac"] == timed_out / 8  # 2 prompts x 4 responses, one call
+    assert metrics["verifier/update_skipped"] == float(not trained)
+    assert ("optim/num_updates" in metrics) == trained

@@ -10,9 +10,9 @@ ray = pytest.importorskip("ray")
 from ngrpo_rl.algorithms import NGRPO, NGRPOConfig
 from ray import tune
 from ray.cluster_utils import Cluster
+from support import small
 
 from ngrpo_rl.learner_group import LearnerGroup
-from support import small
 
 pytestmark = pytest.mark.slow
 

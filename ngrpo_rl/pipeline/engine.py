@@ -50,6 +50,8 @@ class TrainingPipeline:
         estimate: the advantage stage.
         before_estimate: stages between annotate and estimate (token rewards for GAE).
         after_estimate: stages between estimate and learn (dropping samples for PSR / NSR).
+        max_timeout_frac: above this fraction of verifier timeouts among the responses to train
+            on, the update is skipped (their zeros say nothing about the answers).
     """
 
     def __init__(
@@ -59,8 +61,10 @@ class TrainingPipeline:
         estimate: Stage,
         before_estimate: Sequence[Stage] = (),
         after_estimate: Sequence[Stage] = (),
+        max_timeout_frac: float = 1.0,
     ) -> None:
         self.collector = collector
+        self.max_timeout_frac = max_timeout_frac
         self.learner = learner
         self.estimate = estimate
         self.before_estimate = list(before_estimate)
@@ -73,6 +77,16 @@ class TrainingPipeline:
         batch = collected.batch
         if not len(batch):
             logger.warning("no group survived the group filter this iteration; skipping the update")
+            return batch, metrics
+        timeout_frac = batch.reasons.count("timeout") / len(batch)
+        metrics["verifier/timeout_frac"] = timeout_frac
+        metrics["verifier/update_skipped"] = float(timeout_frac > self.max_timeout_frac)
+        if timeout_frac > self.max_timeout_frac:
+            logger.warning(
+                "%.0f%% of this iteration's responses timed out in the verifier (max_verifier_timeout_frac"
+                "=%g): their rewards are not verdicts, so the update is skipped", 100 * timeout_frac,
+                self.max_timeout_frac,
+            )
             return batch, metrics
         batch = self.learner.annotate(batch)
         for stage in self.before_estimate:
@@ -135,6 +149,7 @@ def build_pipeline(
         estimate_stage(name, params("advantage_estimator", name)),
         before_estimate=before,
         after_estimate=after,
+        max_timeout_frac=settings.max_verifier_timeout_frac,
     )
 
 
