@@ -19,6 +19,7 @@ This module imports no Ray: the process group is set up by whoever starts the pr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -157,11 +158,9 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers) if isinstance(layers, torch.nn.ModuleList) else []
 
 
-def no_gradient_sync(module: torch.nn.Module, skip: bool):
+def no_gradient_sync(module: torch.nn.Module, skip: bool) -> contextlib.AbstractContextManager:
     """A context in which backward passes accumulate gradients locally (``skip=True``), or a
     plain context (``skip=False``: this backward synchronises)."""
-    import contextlib
-
     if not skip:
         return contextlib.nullcontext()
     if hasattr(module, "no_sync"):  # DDP
@@ -171,15 +170,13 @@ def no_gradient_sync(module: torch.nn.Module, skip: bool):
     return contextlib.nullcontext()
 
 
-class _fsdp_no_sync:
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.module.set_requires_gradient_sync(False)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.module.set_requires_gradient_sync(True)
+@contextlib.contextmanager
+def _fsdp_no_sync(module: torch.nn.Module) -> Iterator[None]:
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, Tensor]:
