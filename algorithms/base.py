@@ -10,8 +10,12 @@ defaults.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import time
+import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -19,17 +23,35 @@ from typing import Any
 import gymnasium
 import ngrpo_rl.envs  # noqa: F401  (registers the gymnasium ids)
 import torch
-from ngrpo_rl.algorithms.checkpoints import FolderCheckpoint, write_atomically
+from ngrpo_rl.algorithms.checkpoints import (
+    FORMAT_VERSION,
+    CheckpointError,
+    FolderCheckpoint,
+    Manifest,
+    check_algorithm,
+    check_loadable_as,
+    check_models,
+    model_shape,
+    read_manifest,
+    read_state,
+    write_atomically,
+    write_manifest,
+    write_state,
+)
 from ngrpo_rl.algorithms.config import RLVRConfig
 from ngrpo_rl.algorithms.default_model import resolve_model_path
 from ngrpo_rl.algorithms.reporting import TensorBoardWriter, nest
 from ngrpo_rl.envs.problems import Problem
+from ray import cloudpickle
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.utils import force_list
-from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.checkpoints import (
+    CHECKPOINT_VERSION_LEARNER_AND_ENV_RUNNER,
+    Checkpointable,
+)
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-from ngrpo_rl import advantages
+from ngrpo_rl import __version__, advantages
 from ngrpo_rl.batch import TrainingBatch
 from ngrpo_rl.evaluation import PassAtKResult, evaluate_pass_at_k
 from ngrpo_rl.generation import SamplingParams, derive_seed
@@ -65,6 +87,7 @@ class RLVRAlgorithm(Algorithm):
         self.model_path = resolve_model_path(cfg.model_name_or_path)
 
         critic_kwargs = self._critic_kwargs(settings)
+        self._critic_source = critic_kwargs["model_name_or_path"] if critic_kwargs else None
         if settings.num_learners > 0:
             # Learner actors in one torch.distributed group; each builds its own critic.
             self.learner = LearnerGroup(settings, model_path=self.model_path, critic_kwargs=critic_kwargs)
@@ -211,6 +234,9 @@ class RLVRAlgorithm(Algorithm):
         not_components: str | Collection[str] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
+        """The algorithm's own state, plain numbers, strings, lists and dicts (msgpack writes it):
+        counters, the data stream's position and the groups a filter carried over; the learner
+        and the critic are components with folders of their own (placeholders here)."""
         state: dict[str, Any] = {
             "iteration": self.iteration,
             "time_total": self._time_total,
@@ -224,6 +250,7 @@ class RLVRAlgorithm(Algorithm):
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restores what ``get_state`` returned (the components are restored from their folders)."""
         self._iteration = state.get("iteration", self._iteration)
         self._time_total = state.get("time_total", self._time_total)
         self._timesteps_total = state.get("timesteps_total", self._timesteps_total)
@@ -239,23 +266,129 @@ class RLVRAlgorithm(Algorithm):
             components.append(("critic", FolderCheckpoint(self.critic)))
         return components
 
-    def save_to_path(self, path=None, *, state=None, filesystem=None, use_msgpack=False) -> str:
-        """Writes the checkpoint to a temporary sibling folder, then renames it into place, so a
-        crash mid-save never leaves a half-written checkpoint at ``path``."""
-        if path is None or filesystem is not None or "://" in str(path):
-            return super().save_to_path(
-                path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
-            )
-        return write_atomically(
-            path, lambda tmp: super(RLVRAlgorithm, self).save_to_path(tmp, state=state, use_msgpack=use_msgpack)
+    def save_to_path(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        state: dict[str, Any] | None = None,
+        filesystem: Any = None,
+        use_msgpack: bool = True,
+    ) -> str:
+        """Writes a checkpoint folder (``ngrpo_rl.algorithms.checkpoints`` describes its files) and
+        returns its path; a temporary folder when ``path`` is None.
+
+        The folder is written beside ``path`` and renamed into place, so a save that fails or is
+        killed midway leaves the previous checkpoint at ``path`` whole. The algorithm's own state
+        is always written with msgpack (``use_msgpack`` is accepted for RLlib's and Tune's calls and
+        ignored); the learner and critic write safetensors and JSON.
+        """
+        if path is None:
+            path = Path(tempfile.gettempdir()) / f"ngrpo_rl-checkpoint-{uuid.uuid4().hex}"
+        _refuse_remote(path, filesystem, "save to")
+        saved = write_atomically(path, lambda tmp: self._write_checkpoint(Path(tmp), state))
+        if isinstance(self.learner, LearnerGroup):  # a restarted group resumes from here
+            for name, _ in self.get_checkpointable_components():
+                self.learner.set_restore_point(name, str(Path(saved) / name))
+        return saved
+
+    def _write_checkpoint(self, folder: Path, state: dict[str, Any] | None) -> None:
+        """The checkpoint's files in ``folder`` (empty, about to be renamed into place); the
+        manifest comes last."""
+        metadata = {**self.get_metadata(), "format": "msgpack"}
+        metadata.setdefault("checkpoint_version", str(CHECKPOINT_VERSION_LEARNER_AND_ENV_RUNNER))
+        (folder / self.METADATA_FILE_NAME).write_text(json.dumps(metadata))
+        # RLlib's from_checkpoint needs the class and its config; RLlib always pickles them.
+        with open(folder / self.CLASS_AND_CTOR_ARGS_FILE_NAME, "wb") as file:
+            cloudpickle.dump({"class": type(self), "ctor_args_and_kwargs": self.get_ctor_args_and_kwargs()}, file)
+        components = self.get_checkpointable_components()
+        names = [name for name, _ in components]
+        for name, component in components:
+            if state is None or name in state:
+                component.save_to_path(folder / name)
+        own = state if state is not None else self.get_state(not_components=names)
+        write_state(folder, {k: v for k, v in own.items() if k not in names})
+        write_manifest(folder, self.checkpoint_manifest())
+
+    def checkpoint_manifest(self) -> Manifest:
+        """What this algorithm's checkpoints say about themselves (``ngrpo_rl_checkpoint.json``)."""
+        return Manifest(
+            format_version=FORMAT_VERSION,
+            algorithm=type(self).__name__,
+            algorithm_bases=[cls.__name__ for cls in type(self).__mro__],
+            models=self._model_shapes(),
+            ngrpo_rl_version=__version__,
+            iteration=self.iteration,
         )
 
-    def restore_from_path(self, path, *args, **kwargs) -> None:
-        if not Path(path).is_dir() and "://" not in str(path):
+    def _model_shapes(self) -> dict[str, dict[str, Any]]:
+        """The shape of the policy (and the critic) this algorithm trains, from the folders they
+        were loaded from."""
+        shapes = {"policy": model_shape(self.model_path)}
+        if self.critic is not None:
+            shapes["critic"] = model_shape(self._critic_source)
+        return shapes
+
+    def restore_from_path(
+        self,
+        path: str | os.PathLike,
+        *,
+        component: str | None = None,
+        filesystem: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Loads the checkpoint at ``path`` into this algorithm.
+
+        The manifest is read and checked first (format version, algorithm class, model shapes),
+        then the state file, and only then is anything loaded, so an incompatible or damaged
+        checkpoint is refused (``CheckpointError``, naming the path and the fix) before this
+        algorithm changes. ``component="learner"`` loads only that component from ``path`` (its
+        own folder), RLlib's way.
+        """
+        _refuse_remote(path, filesystem, "restore from")
+        path = Path(path)
+        if not path.is_dir():
             raise FileNotFoundError(f"no checkpoint folder at {path}")
-        # RLlib's override syncs EnvRunners we do not have; the generic restore is what we need.
-        Checkpointable.restore_from_path(self, path, *args, **kwargs)
+        if component is not None:
+            Checkpointable.restore_from_path(self, path, component=component, **kwargs)
+        else:
+            state = self._checked_state(path)
+            for name, part in self.get_checkpointable_components():
+                part.restore_from_path(path / name)
+            self.set_state(state)
         self.generation.sync_weights(self.learner.weights_for_generation())
+
+    def _checked_state(self, path: Path) -> dict[str, Any]:
+        """The state file of the checkpoint at ``path`` once its manifest, its algorithm, its model
+        shapes and its component folders are checked against this algorithm (``CheckpointError``
+        otherwise)."""
+        manifest = read_manifest(path)
+        check_algorithm(manifest, path, type(self))
+        check_models(manifest, path, self._model_shapes())
+        state = read_state(path)
+        missing = [name for name, _ in self.get_checkpointable_components() if not (path / name).is_dir()]
+        if missing:
+            raise CheckpointError(
+                f"the checkpoint at {path} lacks the folder(s) {missing}; it is incomplete, "
+                f"restore an earlier one"
+            )
+        return state
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | Any, filesystem: Any = None, **kwargs: Any) -> Algorithm:
+        """The algorithm a checkpoint holds, built from its saved config and restored.
+
+        The manifest is checked before RLlib unpickles the saved class and config
+        (``class_and_ctor_args.pkl``): ``GRPO.from_checkpoint`` refuses an NGRPO checkpoint, and a
+        newer format or a damaged manifest is refused naming the path.
+        """
+        if hasattr(path, "to_directory"):  # a Ray Train / Tune Checkpoint
+            path = path.to_directory()
+        _refuse_remote(path, filesystem, "restore from")
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"no checkpoint folder at {path}")
+        check_loadable_as(read_manifest(path), path, cls)
+        read_state(path)  # a damaged state file is refused before an algorithm is built for it
+        return super().from_checkpoint(str(path), **kwargs)
 
     def restore_env_runners(self, env_runner_group) -> list:
         return []
@@ -291,6 +424,19 @@ class RLVRAlgorithm(Algorithm):
         for env in (getattr(self, "env", None), getattr(self, "_held_out_env", None)):
             if env is not None:
                 env.close()
+
+
+def _refuse_remote(path: Any, filesystem: Any, action: str) -> None:
+    """Checkpoints live in local folders (on shared storage for several nodes); under Tune,
+    ``storage_path`` uploads them."""
+    import pyarrow.fs
+
+    local = filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem)
+    if not local or "://" in str(path):
+        raise ValueError(
+            f"cannot {action} {path}: ngrpo_rl checkpoints are local folders; use a local or "
+            f"network-mounted path (Tune's RunConfig(storage_path=...) syncs them to the cloud)"
+        )
 
 
 def _worker_device(cfg: RLVRConfig) -> str:

@@ -17,6 +17,12 @@ group between rank 0 and the vLLM workers would skip the CPU copy, see
 
 Checkpoints are written by rank 0 into a folder every learner can read when restoring: on several
 nodes that folder must be on shared storage, as RLlib's checkpoints must be.
+
+Faults: a learner that dies during ``annotate`` or ``update`` brings the group down with it (the
+others wait in a collective for it), so the whole group is replaced, restores the learner state it
+last saved or loaded (the weights of the last checkpoint, or the initial model before the first)
+and runs the call again; ``learner/restarts`` counts it. The updates since that checkpoint are
+lost; the data stream goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 import ray
 import torch
+from ray.exceptions import ActorUnavailableError, RayActorError
 from torch import Tensor
 
 from ngrpo_rl.batch import TrainingBatch
@@ -36,6 +43,8 @@ from ngrpo_rl.models import load_tokenizer
 from ngrpo_rl.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+WORKER_FAILURES = (RayActorError, ActorUnavailableError)
 
 
 class LearnerWorker:
@@ -129,7 +138,19 @@ class LearnerGroup:
         if not ray.is_initialized():
             raise RuntimeError("a LearnerGroup needs Ray: call ray.init() first, or set num_learners=0")
         self.settings = settings
+        self.model_path = model_path
+        self.critic_kwargs = critic_kwargs
+        self.placement_timeout_s = placement_timeout_s
         self.tokenizer = load_tokenizer(model_path)
+        self.num_restarts = 0
+        # Where each part was last checkpointed or loaded from: a restarted group starts there.
+        self._restore_points: dict[str, str] = {}
+        self.workers: list[Any] = []
+        self._start()
+        self.critic = _CriticPart(self) if critic_kwargs is not None else None
+
+    def _start(self) -> None:
+        settings = self.settings
         world_size = settings.num_learners
         remote = ray.remote(
             num_cpus=settings.num_cpus_per_learner,
@@ -142,41 +163,78 @@ class LearnerGroup:
         try:
             # Every actor answers once placed; the group meets at rank 0's address.
             address, port = ray.get(
-                [w.rendezvous.remote() for w in self.workers], timeout=placement_timeout_s
+                [w.rendezvous.remote() for w in self.workers], timeout=self.placement_timeout_s
             )[0]
         except ray.exceptions.GetTimeoutError:
             self.shutdown()
             raise RuntimeError(
-                f"the {world_size} learner actors could not start within {placement_timeout_s:g} s: "
+                f"the {world_size} learner actors could not start within {self.placement_timeout_s:g} s: "
                 f"does the cluster have {world_size} x (CPU {settings.num_cpus_per_learner:g}, GPU "
                 f"{settings.num_gpus_per_learner:g}, {dict(settings.custom_resources_per_learner)}) free "
                 f"beside the driver and the generation workers? (ray.available_resources(): "
                 f"{ray.available_resources()}); lower num_cpus_per_learner / num_learners or add nodes"
             ) from None
         ray.get(
-            [w.setup.remote(settings, model_path, address, port, critic_kwargs) for w in self.workers]
+            [w.setup.remote(settings, self.model_path, address, port, self.critic_kwargs) for w in self.workers]
         )
-        self.critic = _CriticPart(self) if critic_kwargs is not None else None
+
+    def _call_all(self, method: str, *args: Any) -> list[Any]:
+        """``method(*args)`` on every learner; raises ``RayActorError`` as soon as one has died
+        (the others may be blocked in a collective waiting for it)."""
+        refs = [getattr(worker, method).remote(*args) for worker in self.workers]
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done[0])
+        return ray.get(refs)
+
+    def _call_all_recovering(self, method: str, *args: Any) -> list[Any]:
+        """``_call_all``, but a learner that died is replaced: the whole group restarts from the
+        last checkpoint it saved or loaded (else from the initial model) and the call runs again."""
+        try:
+            return self._call_all(method, *args)
+        except WORKER_FAILURES as error:
+            logger.warning(
+                "a learner died during %s (%s); restarting the group from %s", method, error,
+                self._restore_points.get("learner", "the initial model"),
+            )
+            self.restart()
+            return self._call_all(method, *args)
+
+    def set_restore_point(self, part: str, path: str) -> None:
+        """Where a restarted group restores ``part`` (``"learner"`` or ``"critic"``) from: the
+        algorithm names its checkpoint's folders once the checkpoint is in place (a save writes
+        to a temporary folder first)."""
+        self._restore_points[part] = str(path)
+
+    def restart(self) -> None:
+        """Replaces every learner actor and restores the last saved or loaded state."""
+        self.shutdown()
+        self.num_restarts += 1
+        self._start()
+        for part, path in self._restore_points.items():
+            self._call_all("load", path, part)
 
     def annotate(self, batch: TrainingBatch) -> TrainingBatch:
         """The batch with reference log-probs and critic values, computed across the group."""
-        ref = ray.put(batch)
-        return ray.get([w.annotate.remote(ref) for w in self.workers])[0]
+        return self._call_all_recovering("annotate", ray.put(batch))[0]
 
     def update(self, batch: TrainingBatch) -> dict[str, float]:
-        """One update of the group on ``batch``; the metrics of the whole batch."""
-        ref = ray.put(batch)
-        parts = ray.get([w.update_stats.remote(ref) for w in self.workers])
-        return UpdateStats.merge(parts).metrics()
+        """One update of the group on ``batch``; the metrics of the whole batch, with
+        ``learner/restarts`` counting the group's restarts so far."""
+        parts = self._call_all_recovering("update_stats", ray.put(batch))
+        metrics = UpdateStats.merge(parts).metrics()
+        metrics["learner/restarts"] = float(self.num_restarts)
+        return metrics
 
     def state_dict_for_generation(self) -> dict[str, Tensor]:
         """The policy weights from rank 0 (every rank joins: FSDP2 gathers its shards)."""
-        return ray.get([w.state_dict_for_generation.remote() for w in self.workers])[0]
+        return self._call_all("state_dict_for_generation")[0]
 
     def weights_for_generation(self) -> ray.ObjectRef:
         """The policy weights as an object-store reference written by rank 0: generation workers
         fetch them from there, without a copy through the driver."""
-        return ray.get([w.weights_ref.remote() for w in self.workers])[0][0]
+        return self._call_all("weights_ref")[0][0]
 
     def save(self, path: str) -> None:
         self._save(path, "learner")
@@ -190,10 +248,11 @@ class LearnerGroup:
 
     def _save(self, path: str, part: str) -> None:
         # Every rank joins (FSDP2 gathers its shards in save); only rank 0 writes.
-        ray.get([w.save.remote(str(path), part) for w in self.workers])
+        self._call_all("save", str(path), part)
 
     def _load(self, path: str, part: str) -> None:
-        ray.get([w.load.remote(str(path), part) for w in self.workers])
+        self._call_all("load", str(path), part)
+        self._restore_points[part] = str(path)
 
     def shutdown(self) -> None:
         """Stops the learner actors (idempotent)."""

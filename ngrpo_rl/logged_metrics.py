@@ -76,6 +76,7 @@ METRICS: dict[str, str] = {
     "timers/sync": "seconds sending the new weights to the generation workers",
     "timers/evaluate": "seconds of pass@k evaluation (evaluation iterations only)",
     "generation/worker_restarts": "generation actors recreated after a crash, since the start",
+    "learner/restarts": "times the learner group was replaced after a learner died (from the last checkpoint), since the start",
 }
 
 EVALUATION_METRICS: dict[str, str] = {

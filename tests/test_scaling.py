@@ -54,6 +54,36 @@ def test_two_learners_train_checkpoint_and_restore(local_ray, tmp_path):
         restored.stop()
 
 
+def test_a_killed_learner_is_replaced_from_the_last_checkpoint_and_training_goes_on(local_ray, tmp_path):
+    algo = two_learners(tmp_path).build()
+    try:
+        first = algo.train()
+        steps = first["optim"]["num_updates"]
+        algo.save_to_path(str(tmp_path / "checkpoint"))
+        algo.train()
+        ray.kill(algo.learner.workers[1])  # rank 0 would wait for it in the next all-reduce
+        result = algo.train()
+        assert result["training_iteration"] == 3
+        assert result["learner"]["restarts"] == 1
+        # The new group started from the checkpoint's optimizer state: one iteration's steps on top.
+        assert result["optim"]["num_updates"] == 2 * steps
+        assert algo.train()["learner"]["restarts"] == 1
+    finally:
+        algo.stop()
+
+
+def test_a_killed_generation_worker_is_replaced_and_the_iteration_says_so(local_ray, tmp_path):
+    algo = small(NGRPOConfig(), tmp_path).generation(num_generation_workers=1).build()
+    try:
+        assert algo.train()["generation"]["worker_restarts"] == 0
+        ray.kill(algo.generation.actors[0])
+        result = algo.train()  # the dead worker's chunk is rerun on a fresh one
+        assert result["training_iteration"] == 2 and result["optim"]["num_updates"] > 0
+        assert result["generation"]["worker_restarts"] == 1
+    finally:
+        algo.stop()
+
+
 def test_resource_request_declares_every_learner_and_generation_bundle(tmp_path):
     config = two_learners(tmp_path, custom_resources_per_learner={"learner_node": 1}).generation(
         num_generation_workers=3, custom_resources_per_generation_worker={"rollout_node": 1}
