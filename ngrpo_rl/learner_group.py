@@ -104,8 +104,11 @@ class LearnerWorker:
         return [ray.put(state)] if self.rank == 0 else None
 
     def save(self, path: str, part: str) -> None:
-        owner = self.learner if part == "learner" else self.learner.critic
-        owner.save(path)
+        if part == "critic":  # every rank holds the same whole critic: rank 0 writes it
+            if self.rank == 0:
+                self.learner.critic.save(path)
+            return
+        self.learner.save(path)  # every rank joins (FSDP2 gathers); rank 0 writes
 
     def load(self, path: str, part: str) -> None:
         owner = self.learner if part == "learner" else self.learner.critic

@@ -54,6 +54,26 @@ def test_two_learners_train_checkpoint_and_restore(local_ray, tmp_path):
         restored.stop()
 
 
+def test_ppo_with_two_learners_trains_its_critic_and_restores_it(local_ray, tmp_path):
+    from ngrpo_rl.algorithms import PPO, PPOConfig
+
+    algo = small(PPOConfig(), tmp_path).learners(num_learners=2, num_cpus_per_learner=0.5).build()
+    try:
+        result = algo.train()
+        assert result["critic"]["value_loss"] > 0 and result["critic"]["grad_norm"] > 0
+        path = algo.save_to_path(str(tmp_path / "checkpoint"))
+        expected = algo.train()
+    finally:
+        algo.stop()
+    restored = PPO.from_checkpoint(path)
+    try:
+        again = restored.train()
+    finally:
+        restored.stop()
+    for key in ("value_loss", "values_mean", "grad_norm"):
+        assert again["critic"][key] == pytest.approx(expected["critic"][key], rel=1e-6), key
+
+
 def test_a_killed_learner_is_replaced_from_the_last_checkpoint_and_training_goes_on(local_ray, tmp_path):
     algo = two_learners(tmp_path).build()
     try:
