@@ -345,3 +345,117 @@ def test_custom_estimator_example_runs() -> None:
     result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "median_baseline:" in result.stdout and "+1.764" in result.stdout
+
+
+def test_group_statistics_are_float64_for_float32_rewards() -> None:
+    # 2^24 + 2 and 2^24 are exact in float32, but their mean 2^24 + 0.5 is not (float32 spacing is 2
+    # there): statistics taken in float32 would centre on 2^24 and give [2, 0, 0, 0]. Exactly:
+    # mean = 2^24 + 1/2, so r - mean = [1.5, -0.5, -0.5, -0.5], all exact in float32.
+    big = float(2**24)
+    rewards = torch.tensor([[big + 2, big, big, big]], dtype=torch.float32)
+    expected = [[1.5, -0.5, -0.5, -0.5]]
+    assert advantages.compute("dr_grpo", rewards).tolist() == expected
+    assert advantages.compute("rloo", rewards)[0].tolist() == pytest.approx([2.0, -2 / 3, -2 / 3, -2 / 3])  # x 4/3
+    # unbiased std of [1.5, -0.5, -0.5, -0.5] = sqrt(3 / 3) = 1
+    assert advantages.compute("grpo", rewards, epsilon=0.0).tolist() == expected
+
+
+def test_a_reward_of_exactly_the_threshold_is_not_correct() -> None:
+    rewards = torch.tensor([[0.5, 0.75, 0.25]])
+    assert advantages.compute("psr", rewards).tolist() == [[0.0, 1.0, 0.0]]
+    assert advantages.compute("nsr", rewards).tolist() == [[-1.0, 0.0, -1.0]]
+    assert advantages.compute("w_reinforce", rewards).tolist() == [[-1.0, pytest.approx(0.1), -1.0]]
+
+
+def test_negative_epsilon_is_refused_by_grpo_and_ngrpo() -> None:
+    for name in ("grpo", "ngrpo"):
+        with pytest.raises(ValueError, match="epsilon must be a finite number >= 0"):
+            advantages.compute(name, torch.zeros(1, 4), epsilon=-1e-3)
+
+
+def _gae_batch(lengths: list[int], token_rewards: list[list[float]], values: list[list[float]]):
+    from ngrpo_rl.batch import TrainingBatch
+
+    n = len(lengths)
+    scores = torch.tensor([max(row) for row in token_rewards])
+    return TrainingBatch(
+        problem_ids=["a"] * n, golds=["1"] * n, prompt_token_ids=[[1]] * n,
+        response_token_ids=[[5] * k for k in lengths], old_logprobs=[[-1.0] * k for k in lengths],
+        texts=[""] * n, truncated=[False] * n, correct=scores.bool(), scores=scores, rewards=scores,
+        reasons=["x"] * n, group_size=n, values=torch.tensor(values), token_rewards=torch.tensor(token_rewards),
+    )
+
+
+def test_gae_estimator_defaults_are_the_official_run() -> None:
+    # Defaults gamma = lam = 1 and whitening. Rows of 2 and 1 tokens, the reward on the last token.
+    # gamma = lam = 1: A_t = reward-to-go - V_t: row 0: 1 - 0.5 = 0.5, 1 - 0.25 = 0.75; row 1: 0 - 0.5.
+    # Whitened over the 3 tokens: mean 0.25, deviations [0.25, 0.5, -0.75], unbiased variance
+    # (0.0625 + 0.25 + 0.5625) / 2 = 0.4375.
+    batch = _gae_batch([2, 1], [[0.0, 1.0], [0.0, 0.0]], [[0.5, 0.25], [0.5, 0.0]])
+    out = advantages.compute_token_level("gae", batch)
+    scale = math.sqrt(0.4375 + 1e-8)
+    expected = torch.tensor([[0.25 / scale, 0.5 / scale], [-0.75 / scale, 0.0]])
+    torch.testing.assert_close(out.advantages, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.returns, torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+
+
+def test_gae_estimator_whitens_two_tokens_and_not_one() -> None:
+    # Two tokens: raw A = [1 - 0.25, 0 - 0.5] = [0.75, -0.5]; mean 0.125, deviations +-0.625,
+    # unbiased variance 2 * 0.625^2 / 1 = 0.78125.
+    two = _gae_batch([1, 1], [[1.0], [0.0]], [[0.25], [0.5]])
+    whitened = advantages.compute_token_level("gae", two, gamma=1.0, lam=1.0, whiten=True).advantages
+    expected = 0.625 / math.sqrt(0.78125 + 1e-8)
+    torch.testing.assert_close(whitened, torch.tensor([[expected], [-expected]]), atol=1e-6, rtol=0)
+    # One token: no variance to whiten with, the raw advantage is kept.
+    one = _gae_batch([1], [[1.0]], [[0.25]])
+    assert advantages.compute_token_level("gae", one, whiten=True).advantages.tolist() == [[0.75]]
+
+
+def test_token_level_inputs_must_be_finite() -> None:
+    batch = _gae_batch([1, 1, 1], [[1.0], [0.0], [0.0]], [[0.25], [math.nan], [0.5]])
+    with pytest.raises(ValueError, match=r"the batch's values contain 1 non-finite values \(first at row 1\)"):
+        advantages.compute_token_level("gae", batch)
+    batch = _gae_batch([1, 1], [[1.0], [0.0]], [[0.25], [0.5]])
+    batch = batch.with_fields(token_rewards=torch.tensor([[1.0], [math.inf]]))
+    with pytest.raises(ValueError, match=r"token_rewards contain 1 non-finite values \(first at row 1\)"):
+        advantages.compute_token_level("gae", batch)
+
+
+def test_an_estimator_must_return_one_advantage_per_reward() -> None:
+    outputs = {"short": torch.zeros(2, 3), "list": [[0.0] * 4] * 2}
+    for kind, output in outputs.items():
+        name = f"test_returns_{kind}"
+        if name not in advantages.available():
+            advantages.register(name, params={})(lambda rewards, _output=output: _output)
+    with pytest.raises(ValueError, match=r"must return a tensor of shape \(2, 4\), got \(2, 3\)"):
+        advantages.compute("test_returns_short", torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"must return a tensor of shape \(2, 4\), got list"):
+        advantages.compute("test_returns_list", torch.zeros(2, 4))
+
+
+def test_overflowing_advantages_are_refused_naming_the_largest_reward() -> None:
+    # The group sum 1.7e308 + 1.7e308 - 1.7e308 + 1 overflows float64: the mean is infinite.
+    rewards = torch.tensor([[1.7e308, 1.7e308, -1.7e308, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"non-finite advantages from finite inputs \(largest \|reward\| 1.7e\+308\)"):
+        advantages.compute("dr_grpo", rewards)
+
+
+def test_token_level_estimators_are_checked_like_the_others() -> None:
+    batch = _gae_batch([1, 1], [[1.0], [0.0]], [[0.25], [0.5]])
+    with pytest.raises(ValueError, match="needs the batch's token_rewards and the critic's values"):
+        advantages.compute_token_level("gae", batch.with_fields(values=None))
+    with pytest.raises(ValueError, match="needs the batch's token_rewards and the critic's values"):
+        advantages.compute_token_level("gae", batch.with_fields(token_rewards=None))
+    outputs = {"wrong_shape": torch.zeros(2, 2), "nan": torch.tensor([[0.0], [math.nan]])}
+    for kind, output in outputs.items():
+        name = f"test_token_level_{kind}"
+        if name not in advantages.available():
+            advantages.register(name, params={}, token_level=True)(
+                lambda batch, _output=output: batch.with_fields(advantages=_output)
+            )
+    with pytest.raises(ValueError, match=r"must return the batch with advantages of shape \(2, 1\)"):
+        advantages.compute_token_level("test_token_level_wrong_shape", batch)
+    with pytest.raises(ValueError, match="gave non-finite advantages"):
+        advantages.compute_token_level("test_token_level_nan", batch)
+    with pytest.raises(TypeError, match="sequence-level"):
+        advantages.compute_token_level("grpo", batch)

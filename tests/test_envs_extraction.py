@@ -113,3 +113,28 @@ def test_parse_number_is_strict_and_bounded() -> None:
     assert parse_number("1e5") is None
     assert normalize_answer(" $ \\left( 1 , 2 \\right) $. ") == "(1,2)"
     assert normalize_answer("\\rightarrow") == "\\rightarrow"
+
+
+def test_dollar_wrappers_are_removed_and_an_empty_formula_is_no_answer() -> None:
+    assert normalize_answer("$12$") == "12"
+    assert normalize_answer("$$12$$") == "12"
+    assert normalize_answer("$ 3/4 $") == "3/4"
+    assert normalize_answer("$$") == ""
+    assert fast_match("$$", "$$") == (None, "")  # nothing on either side: not an exact match
+    assert fast_match("$7$", "7") == (True, "exact")
+
+
+def test_numbers_of_up_to_60_characters_are_parsed() -> None:
+    sixty, sixty_one = "9" * 60, "9" * 61
+    assert parse_number(sixty) == 10**60 - 1
+    assert parse_number(sixty_one) is None  # left to math-verify
+    assert fast_match(sixty, sixty + ".0") == (None, "")  # the gold's 62 characters are not parsed
+    assert fast_match(sixty, sixty[:59] + "8") == (False, "numeric")  # both parsed, unequal integers
+
+
+def test_unequal_numbers_are_decided_here_only_when_both_are_integers() -> None:
+    assert fast_match("3", "4") == (False, "numeric")
+    # An integer against a non-integer (or two non-integers): math-verify decides, it rounds floats.
+    assert fast_match("3", "2.9999999") == (None, "")
+    assert fast_match("0.5", "1") == (None, "")
+    assert fast_match("1/3", "0.333") == (None, "")

@@ -293,3 +293,13 @@ def test_a_stuck_item_is_killed_at_its_deadline(pool: DeadlinePool) -> None:
         elapsed = time.perf_counter() - start
         assert result.status == "timeout"
         assert deadline <= elapsed < deadline + 2.0  # 2 s of slack for a loaded machine
+
+
+def test_answers_of_exactly_max_answer_chars_are_still_judged() -> None:
+    verifier = Verifier(num_workers=1, max_answer_chars=3)
+    try:
+        verdicts = verifier.verify_batch(["\\boxed{123}", "\\boxed{1234}"], ["123", "1234"])
+        assert verdicts == [Verdict(True, "123", "correct", "exact"), Verdict(False, "1234", "wrong", "too_long")]
+        assert verifier.stats.fast_path == 2 and verifier.stats.math_verify == 0
+    finally:
+        verifier.close()

@@ -99,3 +99,29 @@ def test_without_verdicts_a_reward_counts_as_correct_only_above_one_half() -> No
     stats = group_filters.group_stats(rewards)
     assert stats["groups/frac_all_incorrect"] == pytest.approx(2 / 3)
     assert stats["groups/frac_mixed"] == pytest.approx(1 / 3)
+
+
+def test_non_finite_rewards_are_refused_naming_the_first() -> None:
+    rewards = torch.zeros(3, 4)
+    rewards[1, 2] = float("nan")
+    rewards[2, 0] = float("inf")
+    for call in (lambda: group_filters.apply("none", rewards), lambda: group_filters.group_stats(rewards)):
+        with pytest.raises(ValueError, match=r"2 non-finite values \(first at group 1, index 2\)"):
+            call()
+    with pytest.raises(ValueError, match=r"shape \[num_groups, group_size\]"):
+        group_filters.apply("none", torch.zeros(4))
+
+
+def test_a_filter_must_return_one_bool_per_group() -> None:
+    outputs = {"floats": torch.ones(5), "too_short": torch.ones(4, dtype=torch.bool)}
+    for name in outputs:
+        if f"test_returns_{name}" not in group_filters.available():
+            group_filters.register(f"test_returns_{name}")(lambda rewards, correct, _name=name: outputs[_name])
+        with pytest.raises(ValueError, match=rf"group filter 'test_returns_{name}' must return a bool tensor of shape \(5,\)"):
+            group_filters.apply(f"test_returns_{name}", REWARDS)
+
+
+def test_frac_zero_counts_only_magnitudes_below_1e_8() -> None:
+    advantages_ = torch.tensor([[1e-8, -1e-8, 5e-9, 0.0]], dtype=torch.float64)
+    stats = group_filters.group_stats(torch.zeros(1, 4), advantages=advantages_)
+    assert stats["advantages/frac_zero"] == pytest.approx(2 / 4)  # 5e-9 and 0.0; 1e-8 itself is not zero

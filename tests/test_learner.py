@@ -273,3 +273,131 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_training_when_repeated(tin
     with pytest.raises(NonFiniteTrainingError, match="2 optimizer steps in a row.*max_nonfinite_steps=2"):
         learner.update(poisoned)
     assert all(torch.isfinite(v).all() for v in learner.model.state_dict().values())
+
+
+# ---- statistics, schedules and plumbing (closing surviving mutants: docs/mutation_testing.md) ---
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_a_one_step_decay_reaches_zero_at_total_steps(name):
+    schedule = lr_schedules.get(name)
+    # No warm-up, total_steps 1: the base rate at step 0, 0 from step 1 on.
+    assert [schedule(step, 0, 1) for step in range(3)] == pytest.approx([1.0, 0.0, 0.0])
+    # Warm-up over 2 steps then one decay step: 1/2, 1, 1 (the last warm-up step), then 0.
+    assert [schedule(step, 2, 3) for step in range(5)] == pytest.approx([0.5, 1.0, 1.0, 0.0, 0.0])
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
+def test_gradient_checkpointing_follows_the_setting(tiny_model_dir):
+    def checkpointing(model) -> bool:  # transformers 5 renamed the flag
+        name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+        return bool(getattr(model, name))
+
+    assert not checkpointing(make_learner(tiny_model_dir).model)
+    assert checkpointing(make_learner(tiny_model_dir, gradient_checkpointing=True).model)
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_one_step_loss_and_gradient_norm_by_hand(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir, minibatch_size=8, grad_clip=None)
+    norms: list[float] = []
+    step = learner.optimizer.step
+
+    def measured_step(*args, **kwargs):
+        norms.append(math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in learner.model.parameters()
+                                   if p.grad is not None)))
+        return step(*args, **kwargs)
+
+    learner.optimizer.step = measured_step
+    metrics = learner.update(rollouts)
+    assert len(norms) == 1 and metrics["optim/num_updates"] == 1
+    assert metrics["optim/grad_norm"] == pytest.approx(norms[0], rel=1e-5)
+    # The ratio is 1 at the first step (sampler and learner agree), so the token-mean policy loss is
+    # -sum_i A_i * len_i / sum_i len_i over the 8 responses.
+    lengths = rollouts.response_lengths().double()
+    expected = -float((rollouts.advantages.double() * lengths).sum() / lengths.sum())
+    assert metrics["losses/total"] == pytest.approx(expected, abs=1e-4)
+    assert metrics["timers/learn"] > 0
+
+
+def test_generation_weights_are_the_policy_weights(tiny_model_dir):
+    learner = make_learner(tiny_model_dir)
+    state = learner.model.state_dict()
+    for weights in (learner.state_dict_for_generation(), learner.weights_for_generation()):
+        assert set(weights) == set(state)
+        for name, value in state.items():
+            assert weights[name].device.type == "cpu" and not weights[name].requires_grad
+            assert torch.equal(weights[name], value), name
+
+
+def test_master_weights_are_float32_only_for_half_precision():
+    from ngrpo_rl.learner import master_dtype
+
+    assert master_dtype("bfloat16") is torch.float32 and master_dtype(torch.float16) is torch.float32
+    assert master_dtype("float64") is torch.float64 and master_dtype("float32") is torch.float32
+    assert master_dtype(None) is None
+
+
+def test_importance_sampling_sums_by_hand():
+    from ngrpo_rl.learner import importance_sampling_sums
+
+    # Learner log-probs against a sampler at 0: weights 0.5, 3 and 1.5 on the masked tokens (the
+    # unmasked ones, one of them e^9, must not count). Cap 2: capped 0.5, 2, 1.5.
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    learner_logp = torch.tensor([[math.log(0.5), math.log(3.0), 9.0], [math.log(1.5), 0.0, 0.0]])
+    sampler_logp = torch.zeros(2, 3)
+    tensors = {"mask": mask, "old_logp": learner_logp, "sampler_logp": sampler_logp,
+               "is_weights": torch.exp(learner_logp - sampler_logp)}
+    sums, maxima = importance_sampling_sums(tensors, 2.0)
+    gaps = [math.log(2.0), math.log(3.0), math.log(1.5)]
+    assert sums == pytest.approx({"is/tokens": 3.0, "is/weight_sum": 4.0, "is/raw_weight_sum": 5.0,
+                                  "is/capped_count": 1.0, "is/logprob_gap_sum": sum(gaps)}, rel=1e-6)
+    assert maxima == pytest.approx({"is/weight_max": 2.0, "is/raw_weight_max": 3.0,
+                                    "is/logprob_gap_max": math.log(3.0)}, rel=1e-6)
+    # No response token at all: zero sums and maxima, no error.
+    sums, maxima = importance_sampling_sums({**tensors, "mask": torch.zeros(2, 3)}, None)
+    assert sums["is/tokens"] == 0.0 and sums["is/capped_count"] == 0.0
+    assert maxima == {"is/weight_max": 0.0, "is/raw_weight_max": 0.0, "is/logprob_gap_max": 0.0}
+
+
+def test_update_stats_merge_adds_shares_and_keeps_rank_zero_counters():
+    from ngrpo_rl.learner import UpdateStats
+
+    is_sums = {"is/tokens": 3.0, "is/weight_sum": 4.0, "is/raw_weight_sum": 5.0, "is/capped_count": 1.0,
+               "is/logprob_gap_sum": 1.5}
+    rank0 = UpdateStats(sums_list=[{"entropy": 2.0, "tokens": 4.0}, is_sums], step_losses=[1.0, 2.0],
+                        grad_norms=[0.5, 0.25], maxima={"is/weight_max": 1.5}, skipped_steps=1, lr=0.1,
+                        num_updates=2, seconds=3.0)
+    rank1 = UpdateStats(sums_list=[{"entropy": 1.0, "tokens": 6.0}, is_sums], step_losses=[0.5, 0.25],
+                        grad_norms=[9.0, 9.0], maxima={"is/weight_max": 2.5}, skipped_steps=7, lr=0.7,
+                        num_updates=9, seconds=5.0)
+    merged = UpdateStats.merge([rank0, rank1])
+    assert merged.step_losses == [1.5, 2.25]  # each rank's loss is its share of the mini-batch loss
+    assert (merged.grad_norms, merged.skipped_steps, merged.lr, merged.num_updates) == ([0.5, 0.25], 1, 0.1, 2)
+    assert merged.maxima == {"is/weight_max": 2.5} and merged.seconds == 5.0
+    metrics = merged.metrics()
+    assert metrics["losses/total"] == pytest.approx((1.5 + 2.25) / 2)
+    assert metrics["optim/grad_norm"] == pytest.approx(0.375)
+    assert metrics["policy/entropy"] == pytest.approx(3.0 / 10.0)
+    assert metrics["is/weight_mean"] == pytest.approx(8.0 / 6.0)
+    assert metrics["is/raw_weight_mean"] == pytest.approx(10.0 / 6.0)
+    assert metrics["is/capped_frac"] == pytest.approx(2.0 / 6.0)
+    assert metrics["is/logprob_gap_mean"] == pytest.approx(3.0 / 6.0)
+    assert metrics["is/weight_max"] == 2.5 and metrics["optim/lr"] == 0.1
+
+
+def test_only_fsdp2_ranks_load_sharded_state(tiny_model_dir, tmp_path, monkeypatch):
+    """A DDP rank holds the whole model and loads the whole checkpoint; an FSDP2 rank loads its shard."""
+    import ngrpo_rl.learner as learner_module
+    from ngrpo_rl.distributed import DistributedContext
+
+    learner = make_learner(tiny_model_dir)
+    learner.save(tmp_path / "state")
+    calls = []
+    monkeypatch.setattr(learner_module, "load_sharded", lambda *args: calls.append(args))
+    learner.distributed = DistributedContext(rank=0, world_size=2, strategy="ddp")
+    learner.load(tmp_path / "state")
+    assert calls == []
+    learner.distributed = DistributedContext(rank=0, world_size=2, strategy="fsdp2")
+    learner.load(tmp_path / "state")
+    assert len(calls) == 1

@@ -339,3 +339,122 @@ def test_clip_flags_use_each_sign_its_own_epsilon() -> None:
     assert out.clipped_lower.tolist() == [[False, False, True, False]]
     stats = out.stats()
     assert stats["clip/upper_frac"] == pytest.approx(0.25) and stats["clip/lower_frac"] == pytest.approx(0.25)
+
+
+def test_ratio_is_new_over_old_probability() -> None:
+    # rho = pi / pi_old per token: 0.6 / 0.5 = 1.2 (inside 1 + 0.28), 0.6 / 0.4 = 1.5 (clipped at 1.28 for
+    # A > 0), 0.2 / 0.4 = 0.5 (clipped at 1 - 0.2 for A < 0).
+    new = torch.tensor([[0.6, 0.6, 0.2]], dtype=torch.float64)
+    old = torch.tensor([[0.5, 0.4, 0.4]], dtype=torch.float64)
+    out = losses.ppo_clip(new.log(), old.log(), torch.tensor([[1.0, 1.0, -1.0]], dtype=torch.float64),
+                          torch.ones(1, 3), epsilon_pos=0.28, epsilon_neg=0.2)
+    assert out.ratio[0].tolist() == pytest.approx([1.2, 1.5, 0.5], rel=1e-12)
+    assert out.per_token_loss[0].tolist() == pytest.approx([-1.2, -1.28, 0.8], rel=1e-12)
+
+
+def test_zero_advantage_tokens_are_never_counted_as_clipped() -> None:
+    rho = torch.tensor([[1.5, 0.5, 1.5, 0.5]], dtype=torch.float64)
+    out = losses.ppo_clip(rho.log(), torch.zeros_like(rho), torch.tensor([[0.0, 0.0, 1.0, -1.0]], dtype=torch.float64),
+                          torch.ones(1, 4), dual_clip_c=1.2)
+    assert out.clipped_upper.tolist() == [[False, False, True, False]]
+    assert out.clipped_lower.tolist() == [[False, False, False, True]]
+    assert out.dual_clipped.tolist() == [[False, False, False, False]]
+    assert out.per_token_loss[0, :2].tolist() == [0.0, 0.0]
+
+
+def test_dual_clip_flag_only_when_the_bound_is_below_the_loss() -> None:
+    log_ratio = 0.7
+    rho = torch.exp(torch.tensor(log_ratio, dtype=torch.float64)).item()
+    at_bound = single_token(log_ratio, -1.0, dual_clip_c=rho)  # -A*rho == -A*c: the bound changes nothing
+    assert at_bound.per_token_loss.item() == pytest.approx(rho) and not at_bound.dual_clipped.item()
+    below = single_token(log_ratio, -1.0, dual_clip_c=rho * (1 - 1e-9))
+    assert below.dual_clipped.item() and below.per_token_loss.item() == pytest.approx(rho * (1 - 1e-9), rel=1e-15)
+
+
+def test_merge_with_no_tokens_gives_zero_fractions_and_nan_ratios() -> None:
+    empty = {"clip/upper_count": 0.0, "clip/lower_count": 0.0, "clip/dual_count": 0.0, "ratio/sum": 0.0,
+             "tokens": 0.0, "ratio/min": math.inf, "ratio/max": -math.inf}
+    merged = merge_stat_sums([empty, empty])
+    assert (merged["clip/upper_frac"], merged["clip/lower_frac"], merged["clip/dual_frac"]) == (0.0, 0.0, 0.0)
+    assert all(math.isnan(merged[k]) for k in ("ratio/mean", "ratio/min", "ratio/max"))
+
+
+def test_compute_policy_loss_validates_for_any_registered_loss() -> None:
+    name = "test_unchecked_loss"
+    if name not in losses.available_policy_losses():
+
+        @losses.register_policy_loss(name)
+        def unchecked(logp, old_logp, advantages, mask):  # type: ignore[no-untyped-def]
+            ones = torch.ones_like(logp, dtype=torch.bool)
+            return PolicyLossOutput(logp * 0, torch.ones_like(logp), ones, ones, ones, ones)
+
+    good = torch.zeros(2, 3)
+    compute_policy_loss(name, good, good, torch.zeros(2), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="old_logp must have the shape of logp"):
+        compute_policy_loss(name, good, torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"mask must have shape \(2, 3\)"):
+        compute_policy_loss(name, good, good, torch.zeros(2), torch.ones(3, 2))
+    with pytest.raises(ValueError, match="mask must hold only 0 and 1"):
+        compute_policy_loss(name, good, good, torch.zeros(2), torch.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match="advantages must have shape"):
+        compute_policy_loss(name, good, good, torch.zeros(3), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("mode", AGGREGATION_MODES)
+def test_zero_counts_give_zero_gradient_even_with_tokens(mode: str) -> None:
+    loss = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    out = aggregate(loss, torch.ones(2, 3), mode, num_tokens=0, num_seqs=0, max_len=3)
+    out.backward()
+    assert out.item() == 0.0 and torch.equal(loss.grad, torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_kl_registry_and_shape_check() -> None:
+    assert losses.available_kl_estimators() == ["k1", "k2", "k3"]
+    with pytest.raises(ValueError, match="ref_logp must have the shape of logp"):
+        kl_penalty(torch.zeros(2, 3), torch.zeros(2, 2), "k1")
+    with pytest.raises(ValueError, match=r"logp must have shape \[B, T\]"):
+        kl_penalty(torch.zeros(3), torch.zeros(3), "k2")
+
+
+def test_a_mask_with_any_value_other_than_0_and_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="mask must hold only 0 and 1"):
+        losses.as_bool_mask(torch.tensor([[1.0, 0.0, 0.5]]), (1, 3))
+    assert losses.as_bool_mask(torch.tensor([[1.0, 0.0, 1.0]]), (1, 3)).tolist() == [[True, False, True]]
+
+
+def test_an_empty_micro_batch_does_not_change_the_merged_ratio_range() -> None:
+    empty = losses.ppo_clip(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3)).stat_sums()
+    assert empty["tokens"] == 0 and (empty["ratio/min"], empty["ratio/max"]) == (math.inf, -math.inf)
+    rho = torch.tensor([[0.5, 2.0]], dtype=torch.float64)
+    full = losses.ppo_clip(rho.log(), torch.zeros_like(rho), torch.tensor([1.0]), torch.ones(1, 2)).stat_sums()
+    merged = merge_stat_sums([empty, full, empty])
+    assert (merged["ratio/min"], merged["ratio/max"]) == pytest.approx((0.5, 2.0))
+    assert merged["ratio/mean"] == pytest.approx(1.25)
+
+
+def test_clip_flags_are_strict_at_the_bounds_and_each_uses_its_own_side() -> None:
+    # rho = exp(0) = 1 exactly with epsilons 0: on both bounds, so neither flag (they need rho > 1 + eps
+    # or rho < 1 - eps). With epsilon_neg 0.16, rho = 1 is inside the lower bound for A < 0.
+    ones = torch.zeros(1, 2, dtype=torch.float64)
+    adv = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    at_bounds = losses.ppo_clip(ones, ones, adv, torch.ones(1, 2), epsilon_pos=0.0, epsilon_neg=0.0)
+    assert at_bounds.clipped_upper.tolist() == [[False, False]] and at_bounds.clipped_lower.tolist() == [[False, False]]
+    inside = losses.ppo_clip(ones, ones, adv, torch.ones(1, 2), epsilon_pos=0.24, epsilon_neg=0.16)
+    assert inside.clipped_lower.tolist() == [[False, False]]
+
+
+def test_dual_clip_never_flags_positive_advantages() -> None:
+    # A = 0.5 > 0 with rho = 1 and c = 3: -A*rho = -0.5 lies above -A*c = -1.5, but the dual clip is
+    # for negative advantages only.
+    out = single_token(0.0, 0.5, dual_clip_c=3.0)
+    assert out.per_token_loss.item() == pytest.approx(-0.5) and not out.dual_clipped.item()
+
+
+def test_epsilon_neg_of_one_is_allowed_and_never_clips() -> None:
+    out = single_token(math.log(0.01), -2.0, epsilon_neg=1.0)  # 1 - epsilon_neg = 0: rho is never below
+    assert out.per_token_loss.item() == pytest.approx(2.0 * 0.01) and not out.clipped_lower.item()
+
+
+def test_ppo_clip_checks_shapes_when_called_directly() -> None:
+    with pytest.raises(ValueError, match="old_logp must have the shape of logp"):
+        losses.ppo_clip(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))

@@ -83,3 +83,10 @@ def test_auc_validation() -> None:
         pass_at_k_auc({1: 0.5, 2: 1.5})
     with pytest.raises(ValueError, match="k must be >= 1"):
         pass_at_k_auc({0: 0.5, 2: 0.6})
+
+
+def test_auc_refuses_keys_that_are_not_ints() -> None:
+    with pytest.raises(TypeError, match="k must be an int"):
+        pass_at_k_auc({1: 0.2, 2.0: 0.4})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="k must be an int"):
+        pass_at_k_auc({True: 0.2, 4: 0.4})  # a bool is not a sample count
