@@ -459,3 +459,12 @@ def test_token_level_estimators_are_checked_like_the_others() -> None:
         advantages.compute_token_level("test_token_level_nan", batch)
     with pytest.raises(TypeError, match="sequence-level"):
         advantages.compute_token_level("grpo", batch)
+
+
+def test_a_zero_standard_deviation_never_divides() -> None:
+    # 1e-200 and 2e-200 differ, but their squared deviations (2.5e-401) underflow float64: the std is
+    # exactly 0. With epsilon = 0 there is nothing to normalise by, and the advantages are 0 (not the
+    # unnormalised r - mean, nor +-inf).
+    rewards = torch.tensor([[1e-200, 2e-200]], dtype=torch.float64)
+    assert advantages.compute("grpo", rewards, epsilon=0.0).tolist() == [[0.0, 0.0]]
+    assert advantages.compute("ngrpo", rewards, epsilon=0.0, virtual_reward=1e-200).tolist() == [[0.0, 0.0]]

@@ -287,6 +287,34 @@ def test_a_one_step_decay_reaches_zero_at_total_steps(name):
     assert [schedule(step, 2, 3) for step in range(5)] == pytest.approx([0.5, 1.0, 1.0, 0.0, 0.0])
 
 
+def test_decay_shapes_over_four_steps():
+    # Progress t = step / 4 without warm-up: linear 1 - t, cosine (1 + cos(pi t)) / 2.
+    steps = range(6)
+    linear = [max(0.0, 1 - step / 4) for step in steps]
+    cosine = [0.5 * (1 + math.cos(math.pi * min(1.0, step / 4))) for step in steps]
+    assert [lr_schedules.get("linear")(step, 0, 4) for step in steps] == pytest.approx(linear)
+    assert [lr_schedules.get("cosine")(step, 0, 4) for step in steps] == pytest.approx(cosine)
+    assert cosine[2] == pytest.approx(0.5) and linear[1] == pytest.approx(0.75)
+    # With warm-up the decay starts after it: warm-up 2, total 6 -> step 4 is half-way.
+    assert lr_schedules.get("linear")(4, 2, 6) == pytest.approx(0.5)
+    assert lr_schedules.get("cosine")(4, 2, 6) == pytest.approx(0.5)
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_gradient_checkpointing_gives_the_same_gradient(tiny_model_dir, rollouts):
+    plain = recorded_gradients(make_learner(tiny_model_dir), rollouts)
+    checkpointed = recorded_gradients(make_learner(tiny_model_dir, gradient_checkpointing=True), rollouts)
+    assert any(g.abs().sum() > 0 for g in plain.values())
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-7, rtol=1e-5, msg=name)
+
+
+def test_annotate_without_reference_or_critic_returns_the_batch(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir)
+    assert learner.annotate(rollouts) is rollouts
+
+
 @pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
 def test_gradient_checkpointing_follows_the_setting(tiny_model_dir):
     def checkpointing(model) -> bool:  # transformers 5 renamed the flag
@@ -401,3 +429,58 @@ def test_only_fsdp2_ranks_load_sharded_state(tiny_model_dir, tmp_path, monkeypat
     learner.distributed = DistributedContext(rank=0, world_size=2, strategy="fsdp2")
     learner.load(tmp_path / "state")
     assert len(calls) == 1
+
+
+def test_saving_again_into_the_same_folder_overwrites_it(tiny_model_dir, rollouts, tmp_path):
+    learner = make_learner(tiny_model_dir)
+    learner.save(tmp_path / "state")
+    learner.update(rollouts)
+    learner.save(tmp_path / "state")  # periodic checkpoints reuse their folder
+    restored = make_learner(tiny_model_dir)
+    restored.load(tmp_path / "state")
+    assert restored.num_updates == learner.num_updates == 1
+    for a, b in zip(learner.model.parameters(), restored.model.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_every_fsdp2_rank_gathers_the_weights_and_only_rank_zero_writes(tiny_model_dir, tmp_path, monkeypatch):
+    """Gathering FSDP2 shards is a collective: rank 1 must join it even though it writes nothing."""
+    import ngrpo_rl.learner as learner_module
+    from ngrpo_rl.distributed import DistributedContext
+
+    learner = make_learner(tiny_model_dir)
+    gathered = []
+    monkeypatch.setattr(learner_module, "full_state_dict",
+                        lambda model: gathered.append(model) or dict(model.state_dict()))
+    learner.distributed = DistributedContext(rank=1, world_size=2, strategy="fsdp2")
+    learner.save(tmp_path / "rank1")
+    assert gathered == [learner.model] and not (tmp_path / "rank1").exists()
+    learner.distributed = DistributedContext(rank=0, world_size=2, strategy="fsdp2")
+    learner.save(tmp_path / "rank0")
+    assert len(gathered) == 2 and (tmp_path / "rank0" / "learner_state.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_two_emulated_ranks_average_to_the_single_learner_gradient(tiny_model_dir, rollouts):
+    """Each rank scales its share of the mini-batch loss by the group size, so DDP's average of the
+    two ranks' gradients is the gradient of the whole mini-batch. Emulated in one process: the same
+    learner as rank 0 and as rank 1 of 2 (mini-batches of 5 and 3 rows in micro-batches of 2: rank
+    1 runs a dummy micro-batch of weight 0 in the first)."""
+    from ngrpo_rl.distributed import DistributedContext
+
+    def step_gradients(rank: int | None) -> list[dict[str, torch.Tensor]]:
+        learner = make_learner(tiny_model_dir, minibatch_size=5, micro_batch_size=2, grad_clip=None)
+        if rank is not None:
+            learner.distributed = DistributedContext(rank=rank, world_size=2)
+        steps: list[dict[str, torch.Tensor]] = []
+        learner.optimizer.step = lambda *a, **k: steps.append(
+            {n: p.grad.detach().clone() for n, p in learner.model.named_parameters()})
+        metrics = learner.update(rollouts)
+        assert metrics["optim/skipped_steps"] == 0
+        return steps
+
+    single, rank0, rank1 = step_gradients(None), step_gradients(0), step_gradients(1)
+    assert len(single) == len(rank0) == len(rank1) == 2
+    for whole, first, second in zip(single, rank0, rank1):
+        for name in whole:
+            torch.testing.assert_close((first[name] + second[name]) / 2, whole[name], atol=1e-7, rtol=1e-4, msg=name)

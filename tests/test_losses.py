@@ -458,3 +458,10 @@ def test_epsilon_neg_of_one_is_allowed_and_never_clips() -> None:
 def test_ppo_clip_checks_shapes_when_called_directly() -> None:
     with pytest.raises(ValueError, match="old_logp must have the shape of logp"):
         losses.ppo_clip(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
+
+
+def test_counts_below_one_still_divide() -> None:
+    # The counts are divisors, not flags: any positive count divides (only 0 gives the 0 loss).
+    loss = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    assert aggregate(loss, torch.ones(1, 2), "token-mean", num_tokens=0.5).item() == pytest.approx(8.0)
+    assert aggregate(loss, torch.ones(1, 2), "seq-mean-token-sum", num_seqs=0.25).item() == pytest.approx(16.0)
