@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,23 @@ def test_quickstart_runs_as_written(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "pass@k after training" in completed.stdout
+    out = completed.stdout
+    # Five iterations, each with a reward and fractions in range and an advantage <= 0 where groups
+    # are all wrong (NGRPO's point: those groups push down instead of teaching nothing).
+    rows = re.findall(r"iteration (\d+): reward ([\d.]+), all-wrong groups ([\d.]+), advantage min ([-+][\d.]+), "
+                      r"clipped above/below ([\d.]+)/([\d.]+)", out)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5], out
+    for _, reward, all_wrong, adv_min, upper, lower in rows:
+        assert 0.0 <= float(reward) <= 1.0 and 0.0 <= float(all_wrong) <= 1.0
+        assert 0.0 <= float(upper) <= 1.0 and 0.0 <= float(lower) <= 1.0
+        if float(all_wrong) > 0:
+            assert float(adv_min) < 0
+    # Both pass@k tables: an "all" row with pass@1 <= pass@2 <= pass@4, all in [0, 1].
+    tables = re.findall(r"pass@k (before|after) training:\n.*\n(?:.*\n)*?\s+all((?:\s+[\d.]+){3})", out)
+    assert [t[0] for t in tables] == ["before", "after"], out
+    for _, values in tables:
+        passes = [float(v) for v in values.split()]
+        assert passes == sorted(passes) and all(0.0 <= p <= 1.0 for p in passes)
     assert (tmp_path / "runs" / "quickstart" / "checkpoint" / "learner" / "policy").is_dir()
 
 
