@@ -212,6 +212,7 @@ class RLVRAlgorithm(Algorithm):
             ks=cfg.evaluation_ks,
             params=params,
             groups=[p.level if p.level is not None else "all" for p in problems],
+            problem_ids=[p.id for p in problems],
         )
 
     @property

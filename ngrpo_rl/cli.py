@@ -8,6 +8,8 @@
     ngrpo-rl components                  the advantage table of DESIGN.md section 3 for G = 8
     ngrpo-rl algorithms                  the algorithms and their preset components
 
+Commands beyond training live in their own modules (``COMMANDS``), each with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``, which import their heavy dependencies only when run.
 The CLI sits at the edge of the package: it may import everything, nothing imports it.
 """
 
@@ -54,6 +56,10 @@ MAIN_JOB: dict[str, Any] = {
     "keep_checkpoints": 3,
 }
 
+# Subcommand -> module (HELP, add_arguments(parser), run(args) -> int). The modules import their
+# heavy dependencies (matplotlib, Tune, models) inside run(), so listing them all stays cheap.
+COMMANDS: dict[str, str] = {}
+
 # Keys that drive the run rather than configure the algorithm.
 RUN_KEYS = ("algorithm", "iterations", "output_dir", "checkpoint_every", "keep_checkpoints", "evaluation")
 # A run folder: the job's settings, written when the run starts (what --resume reads), and the
@@ -98,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     commands.add_parser("components", help="print the advantage table for a sample group")
     commands.add_parser("algorithms", help="list the algorithms and their presets")
+    for name, module_name in COMMANDS.items():
+        add_command(commands, name, module_name)
 
     args = parser.parse_args(argv)
+    if args.command in COMMANDS:
+        return args.run(args)
     if args.command == "components":
         from ngrpo_rl.component_table import format_component_table
 
@@ -109,6 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe_algorithms())
         return 0
     return run_training(args)
+
+
+def add_command(commands: argparse._SubParsersAction, name: str, module_name: str) -> None:
+    """Adds the subcommand ``name`` from ``module_name``; its parser's ``run`` default dispatches it."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    sub = commands.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0])
+    module.add_arguments(sub)
+    sub.set_defaults(run=module.run)
 
 
 def describe_algorithms() -> str:
@@ -439,6 +459,8 @@ def save_evaluation(path: Path, result) -> None:
         "by_group": [[group, [[k, v] for k, v in row.items()]] for group, row in result.by_group.items()],
         "num_problems": result.num_problems,
         "samples_per_problem": result.samples_per_problem,
+        "correct_counts": list(result.correct_counts),
+        "problem_ids": list(result.problem_ids),
     }
     path.write_text(json.dumps(data))
 
@@ -456,6 +478,8 @@ def load_evaluation(path: Path):
         by_group={group: {int(k): v for k, v in row} for group, row in data["by_group"]},
         num_problems=data["num_problems"],
         samples_per_problem=data["samples_per_problem"],
+        correct_counts=tuple(data.get("correct_counts", ())),
+        problem_ids=tuple(data.get("problem_ids", ())),
     )
 
 

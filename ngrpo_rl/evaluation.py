@@ -27,6 +27,10 @@ class PassAtKResult:
     by_group: dict[Hashable, dict[int, float]]
     num_problems: int
     samples_per_problem: int
+    # Correct samples of each problem (c of the estimator), in the order the problems were given,
+    # and their ids where the caller named them: what pass@k is recomputed from.
+    correct_counts: tuple[int, ...] = ()
+    problem_ids: tuple[str, ...] = ()
 
     @property
     def auc(self) -> Optional[float]:
@@ -59,6 +63,7 @@ def evaluate_pass_at_k(
     ks: Sequence[int],
     params: SamplingParams,
     groups: Optional[Sequence[Hashable]] = None,
+    problem_ids: Optional[Sequence[str]] = None,
 ) -> PassAtKResult:
     """Samples ``samples_per_problem`` responses for each prompt and estimates pass@k.
 
@@ -70,9 +75,12 @@ def evaluate_pass_at_k(
         ks: the k values to report, each <= n.
         params: sampling settings (its ``n`` is replaced by ``samples_per_problem``).
         groups: optional label per problem (e.g. difficulty level) for a breakdown.
+        problem_ids: optional id per problem, kept beside its correct count.
     """
     if len(prompts) != len(golds):
         raise ValueError(f"{len(prompts)} prompts but {len(golds)} gold answers")
+    if problem_ids is not None and len(problem_ids) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(problem_ids)} problem ids")
     output = generate(list(prompts), replace(params, n=samples_per_problem))
     repeated_golds = [g for g in golds for _ in range(samples_per_problem)]
     rewards = score(output.texts, repeated_golds)
@@ -93,4 +101,6 @@ def evaluate_pass_at_k(
         },
         num_problems=len(prompts),
         samples_per_problem=samples_per_problem,
+        correct_counts=tuple(counts),
+        problem_ids=tuple(problem_ids) if problem_ids is not None else (),
     )

@@ -24,10 +24,11 @@ def test_each_problems_samples_are_counted_for_that_problem():
 
     result = evaluate_pass_at_k(
         generate, score, ["p0", "p1", "p2"], ["a", "b", "c"], samples_per_problem=4, ks=(1, 2),
-        params=SamplingParams(n=1), groups=["easy", "hard", "hard"],
+        params=SamplingParams(n=1), groups=["easy", "hard", "hard"], problem_ids=["i0", "i1", "i2"],
     )
     assert seen["n"] == 4
     counts = [4, 1, 2]
+    assert result.correct_counts == (4, 1, 2) and result.problem_ids == ("i0", "i1", "i2")
     assert result.overall[1] == pytest.approx(sum(counts) / 12)
     assert result.overall[2] == pytest.approx(sum(pass_at_k(4, c, 2) for c in counts) / 3)
     assert result.by_group["easy"][1] == pytest.approx(1.0)
