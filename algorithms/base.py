@@ -175,6 +175,9 @@ class RLVRAlgorithm(Algorithm):
         # 1-5. Draw prompts, generate and score groups, shape, filter (oversampling), annotate,
         #      estimate advantages, learn.
         batch, metrics = self.pipeline.step(self.iteration)
+        # With overlap_generation the next batch is being generated; nothing else may use the
+        # generation backend (weight sync, evaluation) until it is done.
+        metrics["timers/overlap_wait"] = self.pipeline.wait()
         # 6. New weights to the generation workers.
         if "optim/num_updates" in metrics:
             started = time.perf_counter()
@@ -238,12 +241,13 @@ class RLVRAlgorithm(Algorithm):
         """The algorithm's own state, plain numbers, strings, lists and dicts (msgpack writes it):
         counters, the data stream's position and the groups a filter carried over; the learner
         and the critic are components with folders of their own (placeholders here)."""
+        self.pipeline.wait()  # a background collection moves the data stream
         state: dict[str, Any] = {
             "iteration": self.iteration,
             "time_total": self._time_total,
             "timesteps_total": self._timesteps_total,
             "data": self.train_problems.get_state(),
-            "collector": self.pipeline.collector.get_state(),
+            "collector": self.pipeline.get_state(),
         }
         for name, _ in self.get_checkpointable_components():
             if self._check_component(name, components, not_components):
@@ -259,7 +263,7 @@ class RLVRAlgorithm(Algorithm):
             self.train_problems.set_state(state["data"])
         # The groups a filter kept beyond prompts_per_step: without them a restored NGRPO or DAPO
         # run would train on other data than an uninterrupted one.
-        self.pipeline.collector.set_state(state.get("collector", {}))
+        self.pipeline.set_state(state.get("collector", {}))
 
     def get_checkpointable_components(self) -> list[tuple[str, Checkpointable]]:
         components: list[tuple[str, Checkpointable]] = [("learner", FolderCheckpoint(self.learner))]
@@ -416,6 +420,8 @@ class RLVRAlgorithm(Algorithm):
         return PlacementGroupFactory(bundles=bundles, strategy="PACK")
 
     def cleanup(self) -> None:
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.close()
         if getattr(self, "generation", None) is not None:
             self.generation.shutdown()
         if isinstance(getattr(self, "learner", None), LearnerGroup):

@@ -75,6 +75,8 @@ METRICS: dict[str, str] = {
     "timers/learn": "seconds in the learner this iteration",
     "timers/sync": "seconds sending the new weights to the generation workers",
     "timers/evaluate": "seconds of pass@k evaluation (evaluation iterations only)",
+    "timers/overlap_wait": "seconds the iteration waited, after its update, for the next batch generated in the background (overlap_generation)",
+    "generation/off_policy": "1 when this iteration's batch was generated before the previous update (overlap_generation: one step off policy), else 0",
     "generation/worker_restarts": "generation actors recreated after a crash, since the start",
     "learner/restarts": "times the learner group was replaced after a learner died (from the last checkpoint), since the start",
 }
@@ -82,6 +84,10 @@ METRICS: dict[str, str] = {
 EVALUATION_METRICS: dict[str, str] = {
     "evaluation/pass_at_<k>": "unbiased pass@k on held-out problems, one entry per k in evaluation_ks",
     "evaluation/pass_at_k_auc": "the NGRPO paper's Pass@k AUC over the measured ks (0 to 100)",
+}
+
+IMAGES: dict[str, str] = {
+    "evaluation/pass_at_k_curve": "the held-out pass@k curve (x: log2 k) at each evaluation, an image in TensorBoard only (not in the result dict)",
 }
 
 
@@ -107,6 +113,9 @@ def markdown_table() -> str:
         "|---|---|",
     ]
     for key, meaning in {**METRICS, **EVALUATION_METRICS}.items():
+        lines.append(f"| `{key}` | {meaning} |")
+    lines += ["", "Images (TensorBoard's Images tab):", "", "| tag | meaning |", "|---|---|"]
+    for key, meaning in IMAGES.items():
         lines.append(f"| `{key}` | {meaning} |")
     return "\n".join(lines) + "\n"
 

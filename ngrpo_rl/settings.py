@@ -358,6 +358,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "colocated placement: generation actors free their GPU memory after each call so that "
                 "learners on the same GPUs can train (vllm with enable_sleep_mode; fractional "
                 "num_gpus_per_generation_worker and num_gpus_per_learner)"),
+    _generation("overlap_generation", False, bool,
+                "generate the next batch while the learner trains on this one: one step off policy, "
+                "corrected by the importance ratio against the sampler's log-probs (verl's one-step-"
+                "off-policy, PipelineRL); pays off when generation has its own actor or device"),
     _generation("generation_batch_size", 256, int,
                 "sequences (prompts x samples) per generate call inside a worker", at_least(1)),
     _generation("device", "auto", str, "where the learner runs: auto, cpu, cuda or cuda:N", DEVICE),

@@ -27,6 +27,7 @@ from ngrpo_rl.pipeline.collect import (
     ScoringEnv,
     Stage,
 )
+from ngrpo_rl.pipeline.prefetch import Prefetcher
 from ngrpo_rl.pipeline.shaping import shape_rewards
 from ngrpo_rl.pipeline.stages import (
     advantage_metrics,
@@ -52,6 +53,9 @@ class TrainingPipeline:
         after_estimate: stages between estimate and learn (dropping samples for PSR / NSR).
         max_timeout_frac: above this fraction of verifier timeouts among the responses to train
             on, the update is skipped (their zeros say nothing about the answers).
+        overlap_generation: collect the next iteration's groups in the background while this one
+            learns (``ngrpo_rl.pipeline.prefetch``); call :meth:`wait` before touching the
+            generation backend (weight sync, evaluation).
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class TrainingPipeline:
         before_estimate: Sequence[Stage] = (),
         after_estimate: Sequence[Stage] = (),
         max_timeout_frac: float = 1.0,
+        overlap_generation: bool = False,
     ) -> None:
         self.collector = collector
+        self.prefetcher = Prefetcher(collector) if overlap_generation else None
         self.max_timeout_frac = max_timeout_frac
         self.learner = learner
         self.estimate = estimate
@@ -72,8 +78,13 @@ class TrainingPipeline:
 
     def step(self, iteration: int) -> tuple[TrainingBatch, dict[str, float]]:
         """Runs one iteration; returns the batch the learner saw and the iteration's metrics."""
-        collected = self.collector.collect(iteration)
+        if self.prefetcher is not None:
+            collected, ahead = self.prefetcher.collect(iteration)
+            self.prefetcher.start(iteration + 1)
+        else:
+            collected, ahead = self.collector.collect(iteration), False
         metrics = sampling_metrics(collected)
+        metrics["generation/off_policy"] = float(ahead)
         batch = collected.batch
         if not len(batch):
             logger.warning("no group survived the group filter this iteration; skipping the update")
@@ -100,6 +111,23 @@ class TrainingPipeline:
             return batch, metrics
         metrics.update(self.learner.update(batch))
         return batch, metrics
+
+    def wait(self) -> float:
+        """Waits for a background collection to finish (none: returns at once); the seconds waited."""
+        return self.prefetcher.wait() if self.prefetcher is not None else 0.0
+
+    def get_state(self) -> dict[str, Any]:
+        """What an exact resume needs: the carried-over groups, and a collected next batch."""
+        source = self.prefetcher if self.prefetcher is not None else self.collector
+        return source.get_state()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        target = self.prefetcher if self.prefetcher is not None else self.collector
+        target.set_state(state)
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
 
 def build_pipeline(
@@ -150,6 +178,7 @@ def build_pipeline(
         before_estimate=before,
         after_estimate=after,
         max_timeout_frac=settings.max_verifier_timeout_frac,
+        overlap_generation=settings.overlap_generation,
     )
 
 
