@@ -14,7 +14,9 @@ collects the figures and writes benchmarks/results.json:
   whole process tree, Ray included (``main_job.py``);
 - ``verifier_answers_per_s``: answers settled per second on RL-like completions
   (``verifier_throughput.py``);
-- ``stage_share``: the share of a training step in each stage (``training_throughput.py``).
+- ``stage_share``: the share of a training step in each stage (``training_throughput.py``);
+- ``overlap_speedup``: seconds per iteration without ``overlap_generation`` over with it, one
+  generation actor (``overlap.py``).
 
 The targets are printed beside the figures. About 12 minutes on 2 cores; ``--quick`` (about 4)
 checks that everything runs, with fewer repeats and a 30-iteration main job, so its figures are
@@ -42,6 +44,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "generation": ("generation_throughput.py", ("loop_vs_generate",)),
     "training": ("training_throughput.py", ("stage_share", "seconds_per_iteration")),
     "trl": ("trl_comparison.py", ("step_time_ratio_vs_trl",)),
+    "overlap": ("overlap.py", ("overlap_speedup",)),
     "main_job": ("main_job.py", ("main_job_seconds", "main_job_peak_mb")),
 }
 
