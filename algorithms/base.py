@@ -164,8 +164,11 @@ class RLVRAlgorithm(Algorithm):
         interval = self.config.evaluation_interval
         if interval and (self.iteration + 1) % interval == 0:
             started = time.perf_counter()
-            results.update(self.evaluate_pass_at_k().as_metrics())
+            evaluation = self.evaluate_pass_at_k()
+            results.update(evaluation.as_metrics())
             results["timers/evaluate"] = time.perf_counter() - started
+            if self._tensorboard is not None:
+                self._tensorboard.pass_at_k_curve(evaluation.overall, self.iteration + 1)
         if self._tensorboard is not None:
             self._tensorboard.scalars(results, self.iteration + 1)
         return nest(results)

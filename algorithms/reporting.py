@@ -7,13 +7,18 @@ writer here is opened only for standalone runs or when ``tensorboard_dir`` is se
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ngrpo_rl.batch import TrainingBatch
 
+PASS_AT_K_CURVE_TAG = "evaluation/pass_at_k_curve"
+"""The image tag of the held-out pass@k curve drawn at each evaluation."""
+
 
 class TensorBoardWriter:
-    """Scalars of every iteration and a table of example completions, in one log directory."""
+    """Scalars of every iteration, a table of example completions and, at each evaluation, the
+    pass@k curve as an image, in one log directory."""
 
     def __init__(self, logdir: str, log_completions: int = 0) -> None:
         from tensorboardX import SummaryWriter
@@ -44,6 +49,15 @@ class TensorBoardWriter:
                 f"{float(batch.rewards[i]):.2f} | {float(advantage):+.3f} |"
             )
         self.writer.add_text("samples/completions", "\n".join(rows), step)
+
+    def pass_at_k_curve(self, curve: Mapping[int, float], step: int) -> None:
+        """The held-out pass@k curve ``{k: pass@k}`` (x: log2 k) as an image (TensorBoard's Images
+        tab), so that curves from different iterations can be compared, not only their AUC."""
+        from ngrpo_rl.plots import pass_at_k_figure
+
+        figure = pass_at_k_figure({f"iteration {step}": curve}, title="held-out pass@k")
+        self.writer.add_figure(PASS_AT_K_CURVE_TAG, figure, step, close=True)
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()

@@ -46,6 +46,9 @@ MAIN_JOB: dict[str, Any] = {
     "minibatch_size": 256,
     "max_new_tokens": 8,
     "temperature": 1.0,
+    # Held-out pass@k (TensorBoard scalars and the curve as an image) at iterations 100, 200, 300:
+    # about 1 s each on 2 CPU cores.
+    "evaluation_interval": 100,
     "evaluation_num_problems": 300,
     "evaluation_samples_per_problem": 16,
     "evaluation_ks": [1, 2, 4, 8, 16],
@@ -58,7 +61,10 @@ MAIN_JOB: dict[str, Any] = {
 
 # Subcommand -> module (HELP, add_arguments(parser), run(args) -> int). The modules import their
 # heavy dependencies (matplotlib, Tune, models) inside run(), so listing them all stays cheap.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "eval": "ngrpo_rl.commands.evaluate",
+    "plot": "ngrpo_rl.commands.plot",
+}
 
 # Keys that drive the run rather than configure the algorithm.
 RUN_KEYS = ("algorithm", "iterations", "output_dir", "checkpoint_every", "keep_checkpoints", "evaluation")
