@@ -124,16 +124,25 @@ class ArithmeticTask:
             )
 
     def problems(self, split: str = "train", n: int = 1000, unique: bool = True) -> list[Problem]:
-        """The first ``n`` problems of the stream; ``unique`` skips repeats while new ones remain."""
+        """The first ``n`` problems of the stream; ``unique`` skips repeats while new ones remain.
+
+        New problems are taken to be exhausted after a run of repeats ten times as long as the
+        number of distinct problems seen (plus 1,000): the chance that an unseen one remains
+        after such a run is below e^-10 per problem, and asking for more problems than a split
+        holds then costs a fraction of a second instead of millions of draws. From there on the
+        stream's repeats fill the list.
+        """
         out: list[Problem] = []
         seen: set[str] = set()
-        misses = 0
+        streak, exhausted = 0, not unique
         for problem in self.iter_problems(split):
             if len(out) >= n:
                 break
-            if unique and problem.id in seen and misses < 50 * n:
-                misses += 1
+            if not exhausted and problem.id in seen:
+                streak += 1
+                exhausted = streak > 10 * len(seen) + 1000
                 continue
+            streak = 0
             seen.add(problem.id)
             out.append(problem)
         return out

@@ -223,6 +223,18 @@ def test_arithmetic_dataset_has_distinct_problems_even_for_small_levels() -> Non
     assert len({p.id for p in env.problems}) == len(env.problems)
 
 
+def test_asking_for_more_problems_than_a_split_holds_finds_them_all_first() -> None:
+    from ngrpo_rl.envs.arithmetic import split_of
+
+    space = {f"{a}+{b}" for a in range(10) for b in range(10) if split_of(f"{a}+{b}") == "train"}
+    problems = ArithmeticTask(levels=[1]).problems("train", 500)
+    assert len(problems) == 500
+    # Every level-1 train problem, each once, before the stream's repeats fill the list.
+    first = [p.problem for p in problems[: len(space)]]
+    assert set(first) == space and len(set(first)) == len(space)
+    assert {p.problem for p in problems[len(space):]} <= space
+
+
 def test_env_arguments_are_checked_early(math_file: Path) -> None:
     with pytest.raises(KeyError, match="unknown prompt template .nope.; available:"):
         ArithmeticEnv(prompt_template="nope")
