@@ -64,6 +64,8 @@ MAIN_JOB: dict[str, Any] = {
 COMMANDS: dict[str, str] = {
     "eval": "ngrpo_rl.commands.evaluate",
     "plot": "ngrpo_rl.commands.plot",
+    "sweep": "ngrpo_rl.commands.sweep",
+    "compare": "ngrpo_rl.commands.compare",
 }
 
 # Keys that drive the run rather than configure the algorithm.
