@@ -32,7 +32,7 @@ from ngrpo_rl.envs.loaders import load_problems
 from ngrpo_rl.envs.problems import Problem
 from ngrpo_rl.envs.spaces import AnyText
 from ngrpo_rl.envs.templates import render, templates
-from ngrpo_rl.envs.verifier import Verdict, Verifier, get_verifier
+from ngrpo_rl.envs.verifier import Verdict, Verifier, VerifierStats, get_verifier
 
 DEFAULT_MAX_PROMPT_LENGTH = 16_384
 DEFAULT_MAX_COMPLETION_LENGTH = 131_072
@@ -171,6 +171,10 @@ class MathTextEnv(gym.Env[str, str]):
         """Verifies a batch at once. Each entry names its problem by ``Problem``, id, or prompt."""
         resolved = [self._resolve(item) for item in problems_or_ids]
         return score_problems(resolved, completions, verifier=self.verifier, timeout=self.timeout)
+
+    def verifier_stats(self) -> VerifierStats:
+        """A snapshot of the counters of the verifier this environment scores with."""
+        return (self.verifier or get_verifier()).stats.snapshot()
 
     def _resolve(self, item: Problem | str) -> Problem:
         if isinstance(item, Problem):

@@ -11,16 +11,28 @@ per pair with the extracted answer and the reason. For each pair:
    once, and an outer deadline per comparison: past it (or if the worker crashes) the answer scores
    0 with reason ``"timeout"``, and the stuck worker is replaced.
 
+math-verify's verdicts are memoised per (gold, extracted answer) in a bounded LRU (``cache_size``
+entries, across calls: RL meets the same problem's answers again at every epoch, and a group's G
+samples often share an answer), so a pair is sent to the workers once. Only finished comparisons
+are memoised, never a timeout or a crashed worker: those say the machine was busy or the answer
+slow, not what the answer is, and the pair is compared afresh the next time it comes (each time
+under the deadline, so a pathological answer costs at most the deadline per batch it appears in).
+An exception inside math-verify (scored wrong, counted in ``worker_errors``) is not memoised
+either. A memoised verdict is the ``Verdict`` the comparison gave, so results never depend on the
+memo; ``stats.cache_hits`` / ``stats.cache_misses`` count the answers served from it (or from an
+identical pair earlier in the same batch) and the comparisons run.
+
 This works from the main thread and from any other thread (math-verify's own SIGALRM timeouts would
 fail off the main thread; here they only ever run on a worker's main thread). Model output is never
 evaluated as code.
 
 The module-level ``score`` and ``verify_batch`` use one shared ``Verifier``, created on first use
-with defaults; ``configure_verifier(num_workers=..., timeout=...)`` replaces it.
+with defaults; ``configure_verifier(num_workers=..., timeout=..., cache_size=...)`` replaces it.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import threading
@@ -36,6 +48,10 @@ Method = Literal["none", "too_long", "exact", "numeric", "math_verify"]
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds math-verify may spend on one answer before it scores 0 as a timeout."""
+
+DEFAULT_CACHE_SIZE = 65536
+"""math-verify verdicts the verifier memoises: an entry holds the gold and the extracted answer, so
+this many take a few MB for typical answers (at most ``max_answer_chars`` each)."""
 
 
 def default_num_workers() -> int:
@@ -69,7 +85,12 @@ class Verdict:
 
 @dataclasses.dataclass
 class VerifierStats:
-    """Counters over a verifier's lifetime (``answers`` = all verdicts given)."""
+    """Counters over a verifier's lifetime (``answers`` = all verdicts given).
+
+    ``math_verify`` counts the answers the fast path left to math-verify; each was either a
+    ``cache_hits`` (its verdict came from the memo, or from an identical pair earlier in the same
+    batch) or a ``cache_misses`` (a comparison ran in a worker), so the two add up to it.
+    """
 
     answers: int = 0
     no_answer: int = 0
@@ -77,6 +98,25 @@ class VerifierStats:
     math_verify: int = 0
     timeouts: int = 0
     worker_errors: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    def snapshot(self) -> "VerifierStats":
+        """A copy (the verifier keeps counting into the original)."""
+        return dataclasses.replace(self)
+
+    def __sub__(self, other: "VerifierStats") -> "VerifierStats":
+        """The counts since ``other`` (an earlier ``snapshot``)."""
+        return VerifierStats(
+            **{
+                field.name: getattr(self, field.name) - getattr(other, field.name)
+                for field in dataclasses.fields(self)
+            }
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return dataclasses.asdict(self)
 
 
 class Verifier:
@@ -89,6 +129,7 @@ class Verifier:
         strategy: default answer extraction strategy (see ``extraction.answer_extractors``).
         max_answer_chars: extracted answers longer than this are judged wrong without math-verify.
         memory_limit_mb: address-space limit of each worker (None: unlimited).
+        cache_size: math-verify verdicts memoised, least recently used dropped first (0: none).
     """
 
     def __init__(
@@ -99,9 +140,12 @@ class Verifier:
         strategy: str = DEFAULT_STRATEGY,
         max_answer_chars: int = 1000,
         memory_limit_mb: Optional[int] = 4096,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive (seconds), got {timeout}")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be 0 (no memo) or more, got {cache_size}")
         answer_extractors.get(strategy)  # fails early, listing the valid strategies
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         if self.num_workers < 1:
@@ -110,8 +154,12 @@ class Verifier:
         self.strategy = strategy
         self.max_answer_chars = max_answer_chars
         self.memory_limit_mb = memory_limit_mb
+        self.cache_size = cache_size
         self.stats = VerifierStats()
         self._stats_lock = threading.Lock()
+        # (gold as sent to math-verify, extracted answer) -> "correct" or "wrong"
+        self._memo: collections.OrderedDict[tuple[str, str], Reason] = collections.OrderedDict()
+        self._memo_lock = threading.Lock()
         self._pool: Optional[DeadlinePool] = None
         self._pool_lock = threading.Lock()
 
@@ -178,24 +226,35 @@ class Verifier:
                     verdicts[position] = Verdict(decided, extracted, reason, method)  # type: ignore
 
         worker_errors = 0
+        hits = sum(len(positions) for positions in slow.values()) - len(slow)  # batch duplicates
+        for pair, reason in self._recall(slow).items():
+            hits += 1
+            verdict = Verdict(reason == "correct", pair[1], reason, "math_verify")
+            for position in slow.pop(pair):
+                verdicts[position] = verdict
         if slow:
             seconds = 0.9 * timeout  # the worker's own timer fires first where it can
             tasks = [(gold, answer, seconds) for gold, answer in slow]
             results = self.pool.map(math_verify_worker.compare, tasks, deadline=timeout)
-            for (_, answer), positions, result in zip(slow, slow.values(), results):
+            finished: dict[tuple[str, str], Reason] = {}
+            for pair, positions, result in zip(slow, slow.values(), results):
                 if result.status == "ok" and result.value in ("correct", "wrong", "timeout"):
                     reason = result.value
+                    if reason != "timeout":
+                        finished[pair] = reason
                 elif result.status in ("timeout", "crashed"):
                     reason = "timeout"
                 else:  # an exception escaped math-verify: no match can be shown
                     reason = "wrong"
                     worker_errors += 1
+                verdict = Verdict(reason == "correct", pair[1], reason, "math_verify")
                 for position in positions:
-                    verdicts[position] = Verdict(reason == "correct", answer, reason, "math_verify")
+                    verdicts[position] = verdict
+            self._remember(finished)
 
         final = [verdict for verdict in verdicts if verdict is not None]
         assert len(final) == len(verdicts)
-        self._count(final, worker_errors)
+        self._count(final, worker_errors, hits, len(slow))
         return final
 
     def score(
@@ -224,10 +283,42 @@ class Verifier:
                 self._pool.close()
                 self._pool = None
 
-    def _count(self, verdicts: list[Verdict], worker_errors: int) -> None:
+    def clear_cache(self) -> None:
+        """Forgets the memoised math-verify verdicts (the counters stay)."""
+        with self._memo_lock:
+            self._memo.clear()
+
+    def _recall(self, pairs: dict[tuple[str, str], list[int]]) -> dict[tuple[str, str], Reason]:
+        """The memoised verdicts of those pairs that have one (each marked recently used)."""
+        if not self.cache_size:
+            return {}
+        known: dict[tuple[str, str], Reason] = {}
+        with self._memo_lock:
+            for pair in pairs:
+                reason = self._memo.get(pair)
+                if reason is not None:
+                    self._memo.move_to_end(pair)
+                    known[pair] = reason
+        return known
+
+    def _remember(self, finished: dict[tuple[str, str], Reason]) -> None:
+        if not self.cache_size or not finished:
+            return
+        with self._memo_lock:
+            self._memo.update(finished)
+            for pair in finished:
+                self._memo.move_to_end(pair)  # update() keeps a known key where it was
+            while len(self._memo) > self.cache_size:
+                self._memo.popitem(last=False)
+
+    def _count(
+        self, verdicts: list[Verdict], worker_errors: int, cache_hits: int, cache_misses: int
+    ) -> None:
         with self._stats_lock:
             self.stats.answers += len(verdicts)
             self.stats.worker_errors += worker_errors
+            self.stats.cache_hits += cache_hits
+            self.stats.cache_misses += cache_misses
             for verdict in verdicts:
                 if verdict.method == "none":
                     self.stats.no_answer += 1
@@ -258,6 +349,7 @@ def configure_verifier(
     strategy: str = DEFAULT_STRATEGY,
     max_answer_chars: int = 1000,
     memory_limit_mb: Optional[int] = 4096,
+    cache_size: int = DEFAULT_CACHE_SIZE,
 ) -> Verifier:
     """Replaces the shared verifier by one with these settings (see ``Verifier``) and returns it."""
     global _default
@@ -267,6 +359,7 @@ def configure_verifier(
         strategy=strategy,
         max_answer_chars=max_answer_chars,
         memory_limit_mb=memory_limit_mb,
+        cache_size=cache_size,
     )
     with _default_lock:
         previous, _default = _default, verifier

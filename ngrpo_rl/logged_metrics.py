@@ -60,6 +60,9 @@ METRICS: dict[str, str] = {
     # verifier
     "verifier/no_answer_frac": "fraction of sampled responses in which no answer could be extracted",
     "verifier/timeouts": "responses whose verification ran past the deadline (scored 0)",
+    "verifier/fast_path": "responses this iteration settled by the verifier's exact fast path (no math-verify)",
+    "verifier/memo_hits": "responses this iteration whose math-verify verdict came from the memo (an identical answer and gold seen before)",
+    "verifier/comparisons": "math-verify comparisons run in worker processes this iteration",
     # optimisation
     "optim/grad_norm": "global gradient norm before clipping, mean over optimizer steps",
     "optim/lr": "learning rate after the iteration's last step",

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ngrpo_rl.envs
 from ngrpo_rl.envs import Verdict, Verifier, score, verify_batch
-from ngrpo_rl.envs.process_pool import DeadlinePool
+from ngrpo_rl.envs.fast_match import Bracketed, Infinity, Real, fast_match, parse_value
+from ngrpo_rl.envs.process_pool import DeadlinePool, ItemResult
+from ngrpo_rl.envs.verifier import DEFAULT_CACHE_SIZE
 
 DEADLINE = 1.5  # seconds per math-verify answer in these tests
 
@@ -25,6 +32,12 @@ PATHOLOGICAL = [
     "\\boxed{" + "\\left(" * 2_000 + "}",  # deeply nested invalid LaTeX
     "",  # empty
 ]
+
+
+def symbolic_pairs(k: int, copies: int = 1) -> tuple[list[str], list[str]]:
+    """A correct answer only math-verify can judge, different for each ``k`` (the memo would
+    otherwise answer a pair a test reuses without asking the workers)."""
+    return [f"\\boxed{{\\frac{{{2 * k}\\pi}}{{2}}}}"] * copies, [f"{k}\\pi"] * copies
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +61,15 @@ def test_verdicts_carry_extracted_answer_reason_and_method(verifier: Verifier) -
             "#### 1,234",
             "no idea",
             "\\boxed{26}",
-            "\\boxed{\\frac{\\sqrt{2}}{2}}",
+            "\\boxed{\\frac{2\\pi}{4}}",
         ],
-        ["25", "1234", "3", "27.0", "\\frac{1}{\\sqrt{2}}"],
+        ["25", "1234", "3", "27.0", "\\frac{\\pi}{2}"],
     )
     assert verdicts[0] == Verdict(True, "025", "correct", "numeric")
     assert verdicts[1] == Verdict(True, "1234", "correct", "exact")
     assert verdicts[2] == Verdict(False, None, "no_answer", "none")
     assert verdicts[3] == Verdict(False, "26", "wrong", "numeric")
-    assert verdicts[4] == Verdict(True, "\\frac{\\sqrt{2}}{2}", "correct", "math_verify")
+    assert verdicts[4] == Verdict(True, "\\frac{2\\pi}{4}", "correct", "math_verify")
     assert [v.reward for v in verdicts] == [1.0, 1.0, 0.0, 0.0, 1.0]
 
 
@@ -157,14 +170,15 @@ def test_concurrent_calls_from_threads_agree_with_a_serial_call(verifier: Verifi
 
 def test_identical_pairs_in_a_batch_are_compared_once(verifier: Verifier) -> None:
     before = verifier.pool.stats.items
-    verifier.verify_batch(["\\boxed{\\sqrt{8}}"] * 16, ["2\\sqrt{2}"] * 16)
+    verifier.verify_batch(*symbolic_pairs(16, 16))
     assert verifier.pool.stats.items - before == 1
 
 
 def test_stats_count_paths_and_module_functions_use_the_shared_verifier() -> None:
     shared = ngrpo_rl.envs.get_verifier()
     before = dataclass_copy(shared.stats)
-    verify_batch(["1", "", "\\boxed{\\sqrt{4}}"], ["1", "1", "2"])
+    completions, golds = symbolic_pairs(17)
+    verify_batch(["1", ""] + completions, ["1", "1"] + golds)
     after = shared.stats
     assert after.answers - before.answers == 3
     assert after.no_answer - before.no_answer == 1
@@ -188,10 +202,11 @@ def test_configure_verifier_replaces_the_shared_one() -> None:
 
 
 def test_verifier_can_be_closed_and_used_again() -> None:
-    verifier = Verifier(num_workers=1)
-    assert verifier.score(["\\boxed{\\sqrt{9}}"], ["3"]) == [1.0]
+    verifier = Verifier(num_workers=1, cache_size=0)
+    assert verifier.score(*symbolic_pairs(18)) == [1.0]
     verifier.close()
-    assert verifier.score(["\\boxed{\\sqrt{9}}"], ["3"]) == [1.0]
+    assert verifier.score(*symbolic_pairs(18)) == [1.0]
+    assert verifier.pool.stats.workers_started == 1  # a new pool, its worker started again
     verifier.close()
 
 
@@ -246,18 +261,18 @@ def test_a_worker_killed_while_idle_costs_no_item(pool: DeadlinePool) -> None:
 
 
 def test_a_forked_process_gets_its_own_workers(verifier: Verifier) -> None:
-    assert verifier.score(["\\boxed{\\sqrt{4}}"], ["2"]) == [1.0]  # the parent's workers run
+    assert verifier.score(*symbolic_pairs(19)) == [1.0]  # the parent's workers run
     started = verifier.pool.stats.workers_started
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         try:
-            code = 0 if verifier.score(["\\boxed{\\sqrt{9}}"], ["3"]) == [1.0] else 1
+            code = 0 if verifier.score(*symbolic_pairs(20)) == [1.0] else 1
         except BaseException:
             code = 2
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert verifier.score(["\\boxed{\\sqrt{16}}"], ["4"]) == [1.0]  # the parent's still serve
+    assert verifier.score(*symbolic_pairs(21)) == [1.0]  # the parent's still serve
     assert verifier.pool.stats.workers_started == started
 
 
@@ -278,7 +293,7 @@ def test_the_outer_deadline_is_the_configured_timeout(verifier: Verifier, monkey
         return real_map(function, items, deadline=deadline)
 
     monkeypatch.setattr(pool, "map", recording_map)
-    verdicts = verifier.verify_batch(["\\boxed{\\sqrt{4}}"], ["2"], timeout=3.0)
+    verdicts = verifier.verify_batch(*symbolic_pairs(22), timeout=3.0)
     assert verdicts[0].method == "math_verify" and verdicts[0].correct
     (deadline, items), = calls
     assert deadline == 3.0
@@ -303,3 +318,343 @@ def test_answers_of_exactly_max_answer_chars_are_still_judged() -> None:
         assert verifier.stats.fast_path == 2 and verifier.stats.math_verify == 0
     finally:
         verifier.close()
+
+
+# -- the verdict memo -------------------------------------------------------------------------
+
+
+class _FakePool:
+    """Stands in for the worker pool: answers from a table, records what it was asked."""
+
+    def __init__(self, outcomes: dict[str, ItemResult]) -> None:
+        self.outcomes = outcomes
+        self.asked: list[str] = []
+        self.owner_pid = os.getpid()
+
+    def map(self, function, items, *, deadline):  # noqa: ANN001 - the DeadlinePool signature
+        self.asked += [answer for _, answer, _ in items]
+        return [self.outcomes[answer] for _, answer, _ in items]
+
+
+@pytest.fixture
+def faked() -> Iterator[tuple[Verifier, _FakePool]]:
+    """A verifier whose math-verify answers come from a table: "\\pi" correct, "e" wrong,
+    "slow" a timeout, "crash" a crashed worker, "bad" an exception inside math-verify."""
+    pool = _FakePool(
+        {
+            "\\pi": ItemResult("ok", "correct"),
+            "e": ItemResult("ok", "wrong"),
+            "slow": ItemResult("timeout", "no result within 5 s"),
+            "late": ItemResult("ok", "timeout"),  # math-verify's own timer fired
+            "crash": ItemResult("crashed", "the worker process died"),
+            "bad": ItemResult("error", "ValueError: no"),
+        }
+    )
+    verifier = Verifier(num_workers=1, cache_size=3)
+    verifier._pool = pool  # type: ignore[assignment]  # white box: no workers needed
+    yield verifier, pool
+
+
+def boxed(*answers: str) -> list[str]:
+    return [f"\\boxed{{{answer}}}" for answer in answers]
+
+
+def test_the_memo_answers_a_pair_it_has_seen_without_asking_math_verify(faked) -> None:
+    verifier, pool = faked
+    first = verifier.verify_batch(boxed("\\pi", "e", "\\pi"), ["\\pi r", "\\pi r", "\\pi r"])
+    assert pool.asked == ["\\pi", "e"]  # the batch's duplicate was compared once
+    assert (verifier.stats.cache_hits, verifier.stats.cache_misses) == (1, 2)
+    second = verifier.verify_batch(boxed("e", "\\pi"), ["\\pi r", "\\pi r"])
+    assert pool.asked == ["\\pi", "e"]  # both from the memo
+    assert second == [first[1], first[0]]
+    assert second[0] == Verdict(False, "e", "wrong", "math_verify")
+    assert (verifier.stats.cache_hits, verifier.stats.cache_misses) == (3, 2)
+    assert verifier.stats.cache_hits + verifier.stats.cache_misses == verifier.stats.math_verify
+    verifier.verify_batch(boxed("\\pi"), ["2\\pi r"])  # another gold: another pair
+    assert pool.asked == ["\\pi", "e", "\\pi"]
+
+
+@pytest.mark.parametrize("answer", ["slow", "late", "crash", "bad"])
+def test_timeouts_crashes_and_errors_are_never_memoised(faked, answer: str) -> None:
+    verifier, pool = faked
+    for _ in range(2):
+        (verdict,) = verifier.verify_batch(boxed(answer), ["\\pi"])
+        assert not verdict.correct and verdict.method == "math_verify"
+    assert pool.asked == [answer, answer]  # asked again: the first outcome was not the answer's
+    assert verifier.stats.cache_misses == 2 and verifier.stats.cache_hits == 0
+    assert verdict.reason == ("wrong" if answer == "bad" else "timeout")
+    assert verifier.stats.worker_errors == (2 if answer == "bad" else 0)
+    assert verifier.timeouts == (0 if answer == "bad" else 2)
+
+
+def test_the_memo_forgets_the_least_recently_used_pair_first(faked) -> None:
+    verifier, pool = faked  # cache_size=3
+    for gold in ("1", "2", "3"):
+        verifier.verify_batch(boxed("e"), [f"{gold}\\pi"])
+    verifier.verify_batch(boxed("e"), ["1\\pi"])  # a hit: now the most recently used
+    verifier.verify_batch(boxed("e"), ["4\\pi"])  # a fourth pair: "2\pi" goes
+    assert len(pool.asked) == 4
+    verifier.verify_batch(boxed("e", "e", "e"), ["1\\pi", "3\\pi", "4\\pi"])
+    assert len(pool.asked) == 4  # all three still there
+    verifier.verify_batch(boxed("e"), ["2\\pi"])
+    assert len(pool.asked) == 5
+    assert len(verifier._memo) == 3
+
+
+def test_cache_size_zero_memoises_nothing_and_clear_cache_forgets(faked) -> None:
+    verifier, pool = faked
+    verifier.verify_batch(boxed("e"), ["\\pi"])
+    verifier.clear_cache()
+    verifier.verify_batch(boxed("e"), ["\\pi"])
+    assert len(pool.asked) == 2
+    plain = Verifier(num_workers=1, cache_size=0)
+    plain._pool = pool  # type: ignore[assignment]
+    for _ in range(2):
+        plain.verify_batch(boxed("e", "e"), ["\\pi", "\\pi"])
+    assert len(pool.asked) == 4  # once per batch: only the batch's own duplicate is shared
+    assert (plain.stats.cache_hits, plain.stats.cache_misses) == (2, 2)
+    with pytest.raises(ValueError, match="cache_size"):
+        Verifier(cache_size=-1)
+
+
+def test_memoised_verdicts_equal_unmemoised_ones(verifier: Verifier) -> None:
+    """The same batches through the real workers, with and without the memo."""
+    completions = boxed(
+        "\\frac{6\\pi}{2}", "\\frac{7\\pi}{2}", "x^2 + 2x", "x(x+2)", "\\text{B}", "y", "3", "2\\pi"
+    )
+    golds = ["3\\pi", "3\\pi", "x(x+2)", "x^2+2x", "\\text{(B)}", "x", "3", "\\tau"]
+    plain = Verifier(num_workers=1, cache_size=0, timeout=DEADLINE)
+    try:
+        expected = [plain.verify_batch(completions, golds) for _ in range(2)]
+    finally:
+        plain.close()
+    memoised = [verifier.verify_batch(completions, golds) for _ in range(2)]
+    assert memoised == expected
+    assert memoised[0] == memoised[1]
+    assert [v.correct for v in memoised[0]] == [True, False, True, True, True, False, True, False]
+
+
+def test_stats_snapshots_subtract_and_configure_verifier_sets_the_memo_size() -> None:
+    stats = ngrpo_rl.envs.VerifierStats(answers=5, cache_hits=2)
+    before = stats.snapshot()
+    stats.answers += 3
+    assert before.answers == 5  # a copy
+    zero = dataclasses.asdict(ngrpo_rl.envs.VerifierStats())
+    assert (stats - before).as_dict() == {**zero, "answers": 3}
+    try:
+        assert ngrpo_rl.envs.configure_verifier(cache_size=7).cache_size == 7
+    finally:
+        ngrpo_rl.envs.configure_verifier()
+    assert ngrpo_rl.envs.get_verifier().cache_size == DEFAULT_CACHE_SIZE
+
+
+# -- the widened fast path --------------------------------------------------------------------
+
+# (answer, gold, verdict): the fast path's verdict, None where it leaves the pair to math-verify.
+# test_fast_match_vs_math_verify.py checks each decided verdict against math-verify itself.
+FAST_PATH_CASES = [
+    # fractions
+    ("\\frac{2}{4}", "\\frac{1}{2}", True),
+    ("\\dfrac{1}{2}", "1/2", True),
+    ("\\frac{-3}{4}", "-\\frac{3}{4}", True),
+    ("\\frac{3}{-4}", "-0.75", True),
+    ("\\frac34", "\\frac{3}{4}", True),
+    ("\\frac{1}{3}", "\\frac{1}{2}", False),
+    ("\\frac{7}{3}", "2", False),
+    # roots
+    ("\\sqrt{8}", "2\\sqrt{2}", True),
+    ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}", True),
+    ("\\frac{1+\\sqrt{5}}{2}", "\\frac{\\sqrt5+1}{2}", True),
+    ("3\\sqrt{2}-1", "-1+3\\sqrt{2}", True),
+    ("\\frac{3}{4}\\sqrt{2}", "\\frac{3\\sqrt{2}}{4}", True),
+    ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", True),
+    ("\\sqrt{4}", "2", True),
+    ("\\sqrt{3}", "\\sqrt{2}", False),
+    ("\\sqrt{4}", "3", False),
+    ("-\\sqrt{3}", "\\sqrt{3}", False),
+    ("\\frac{1-\\sqrt{5}}{2}", "\\frac{1+\\sqrt{5}}{2}", False),
+    # decimals: math-verify rounds to 6 places
+    ("0.5", "0.4", False),
+    ("2.8284", "2\\sqrt{2}", False),
+    ("5.500001", "5.5", None),
+    ("5.5000004", "5.5", None),
+    ("0.333333", "\\frac{1}{3}", None),
+    ("2.50", "\\frac{5}{2}", True),
+    # percents
+    ("50", "50\\%", True),
+    ("49", "50\\%", False),
+    ("12.5", "12.5\\%", None),  # math-verify: wrong (12.5% is 0.125)
+    ("0.5", "50\\%", None),  # math-verify: correct
+    ("1", "100\\%", None),  # math-verify: correct
+    ("12.50\\%", "12.5\\%", None),  # percents of decimals: math-verify
+    ("12.5\\%", "12.6\\%", None),
+    # tuples and intervals
+    ("(1, 2)", "(1,2)", True),
+    ("(2,1)", "(1,2)", False),
+    ("(1,2,3)", "(1,2)", False),
+    ("(1, 2, 3.0)", "(1,2,3)", True),
+    ("[1,2)", "(1,2)", False),
+    ("[1,2]", "[1,2)", False),
+    ("(3,\\infty]", "(3,\\infty)", True),
+    ("[-\\infty,3]", "(-\\infty, 3]", True),
+    ("(-\\infty,3)", "(-\\infty,3]", False),
+    ("\\left(\\frac{1}{2},3\\right)", "(0.5,3)", True),
+    ("(2\\sqrt{2}, 1)", "(\\sqrt{8}, 1)", True),
+    ("5", "(5,6)", False),
+    ("(1,2,3)", "[1,2,3]", None),  # not an interval
+    ("[4,2]", "[3,2]", None),  # math-verify reads these as tuples
+    ("1,2", "(1,2)", None),  # a set
+    # units
+    ("5\\text{ cm}", "5", True),
+    ("\\frac{11}{2}\\text{ cm}", "5.5", True),
+    ("5 \\text{ cm}^2", "6", False),
+    ("5\\text{ percent}", "5", None),
+    # spacing and periods math-verify reads
+    ("1 234", "1234", None),
+    ("1\\,234", "1234", None),
+    ("1, 234", "1234", None),
+    ("1,\\!234", "1234", True),
+    ("1{,}234", "1234", True),
+    ("5.", "5", True),
+    ("x.", "x", None),
+    ("(1,2).", "(1,2)", None),
+    ("\\left (1,2\\right )", "(1,2)", None),
+    ("m_{\\max }", "m_{\\max}", None),
+    ("\\text{(C)}", "\\text{(C)}", True),
+    # outside the grammar
+    ("1\\frac{4}{5}", "\\frac{9}{5}", None),
+    ("\\sqrt{2}\\sqrt{3}", "\\sqrt{6}", None),
+    ("\\sqrt23", "3\\sqrt2", None),
+    ("2/3\\sqrt{2}", "\\frac{2\\sqrt{2}}{3}", None),
+    ("30^\\circ", "0.523599", False),  # degrees are not radians
+    ("\\frac{\\pi}{2}", "\\frac{2\\pi}{4}", None),
+]
+
+
+@pytest.mark.parametrize("answer, gold, expected", FAST_PATH_CASES)
+def test_the_fast_path_gives_math_verify_verdicts_or_abstains(
+    answer: str, gold: str, expected: Optional[bool]
+) -> None:
+    verdict, method = fast_match(answer, gold)
+    assert verdict is expected
+    assert method == "" if expected is None else method in ("exact", "numeric")
+    assert fast_match(gold, answer)[0] is expected  # the rules are symmetric
+
+
+def test_parse_value_reads_the_grammar_exactly() -> None:
+    root2 = ((2, Fraction(1)),)
+    assert parse_value("\\sqrt{8}") == Real(((2, Fraction(2)),))
+    assert parse_value("\\frac{1+\\sqrt{5}}{2}") == Real(((1, Fraction(1, 2)), (5, Fraction(1, 2))))
+    assert parse_value("\\frac{2}{\\sqrt{2}}") == Real(root2)
+    assert parse_value("\\frac{\\sqrt{6}}{\\sqrt{3}}") == Real(root2)
+    assert parse_value("\\sqrt{0}") == Real(()) == parse_value("0")
+    assert parse_value("-12.50") == Real(((1, Fraction(-25, 2)),), places=2, digits=4)
+    assert parse_value("0.005") == Real(((1, Fraction(1, 200)),), places=3, digits=3)
+    assert parse_value("$1{,}234$") == Real(((1, Fraction(1234)),))
+    assert parse_value("(-\\infty, 3]") == Bracketed(
+        "(", "]", (Infinity(False), Real(((1, Fraction(3)),)))
+    )
+    assert parse_value("[1, 2)").is_interval and not parse_value("(1, 2)").is_interval
+    assert parse_value("7\\textbf{ apples}^{2}") == Real(((1, Fraction(7)),))
+    for outside in [
+        "", "x", "(5)", "(1,\\infty,2)", "(\\infty, 3)", "(3, -\\infty)", "\\frac{1}{0}",
+        "\\frac{1}{2}3", "2\\frac{1}{2}", "\\sqrt{-4}", "\\sqrt[3]{8}", "1.5\\sqrt{2}",
+        "\\frac{0.5}{2}", "1.5+1", "--3", "5\\text{ and }", "\\text{5}", "1" * 61,
+        f"\\sqrt{{{10**8 + 1}}}", "5%", "(1,2]x", "\\frac{1}{1+\\sqrt{2}}", "[2, 2]", "1 2",
+    ]:
+        assert parse_value(outside) is None, outside
+
+
+fractions_ = st.tuples(st.integers(-10**6, 10**6), st.integers(1, 10**4))
+
+
+def spell_fraction(numerator: int, denominator: int, style: int) -> str:
+    sign, top = ("-" if numerator < 0 else ""), abs(numerator)
+    return [
+        f"{sign}\\frac{{{top}}}{{{denominator}}}",
+        f"\\dfrac{{{numerator}}}{{{denominator}}}",
+        f"{numerator}/{denominator}",
+        f"\\frac{{{-numerator}}}{{-{denominator}}}",
+        f"{sign}\\tfrac{{{top}}}{{{denominator}}}",
+    ][style]
+
+
+@settings(max_examples=300, deadline=None)
+@given(fractions_, fractions_, st.integers(0, 4), st.integers(0, 4))
+def test_fraction_verdicts_are_fraction_arithmetic(a, b, style_a, style_b) -> None:
+    verdict, _ = fast_match(spell_fraction(*a, style_a), spell_fraction(*b, style_b))
+    assert verdict is (Fraction(*a) == Fraction(*b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 200), st.integers(1, 30), st.integers(0, 200))
+def test_root_verdicts_are_real_arithmetic(k: int, n: int, j: int, m: int) -> None:
+    # k sqrt(n) == j sqrt(m) exactly when k^2 n == j^2 m; sqrt(k^2 n) is the same number.
+    assert fast_match(f"{k}\\sqrt{{{n}}}", f"{j}\\sqrt{m}" if m < 10 else f"{j}\\sqrt{{{m}}}")[
+        0
+    ] is (k * k * n == j * j * m)
+    assert fast_match(f"{k}\\sqrt{{{n}}}", f"\\sqrt{{{k * k * n}}}")[0] is True
+    assert fast_match(f"\\frac{{{k}}}{{\\sqrt{{{n}}}}}", f"\\frac{{{k}\\sqrt{{{n}}}}}{{{n}}}")[
+        0
+    ] is (True if n else None)
+    value = parse_value(f"\\frac{{{k}-\\sqrt{{{n}}}}}{{{j}}}")
+    assert value is not None and value.approx() == pytest.approx((k - math.sqrt(n)) / j)
+
+
+decimals_ = st.builds(Fraction, st.integers(-10**9, 10**9), st.sampled_from([1, 10, 100, 10**6]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(decimals_, decimals_)
+def test_decimal_verdicts_never_contradict_rounding_to_6_places(x: Fraction, y: Fraction) -> None:
+    short = (y * 1000).denominator == 1
+    verdict, _ = fast_match(f"{float(x):.6f}", f"{float(y):.3f}" if short else f"{float(y):.6f}")
+    if verdict is True:
+        assert x == y
+    if verdict is False:  # math-verify rounds both to 6 places: they must differ there
+        assert round(x, 6) != round(y, 6)
+    if abs(x - y) > Fraction(1, 10**5):
+        assert verdict is False  # and a clear difference is decided here
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(fractions_, min_size=2, max_size=4),
+    st.lists(fractions_, min_size=2, max_size=4),
+    st.sampled_from(["()", "[]", "[)", "(]"]),
+    st.sampled_from(["()", "[]", "[)", "(]"]),
+)
+def test_tuple_and_interval_verdicts_compare_brackets_and_items(
+    a, b, brackets_a, brackets_b
+) -> None:
+    def spell(items: list, brackets: str) -> str:
+        return brackets[0] + ", ".join(spell_fraction(*item, 0) for item in items) + brackets[1]
+
+    values_a, values_b = [Fraction(*x) for x in a], [Fraction(*x) for x in b]
+    verdict, _ = fast_match(spell(a, brackets_a), spell(b, brackets_b))
+    intervals = [
+        len(values) == 2 and brackets != "()"
+        for values, brackets in ((values_a, brackets_a), (values_b, brackets_b))
+    ]
+    if any(
+        len(values) > 2 and brackets != "()"
+        for values, brackets in ((values_a, brackets_a), (values_b, brackets_b))
+    ):
+        return  # "[1, 2, 3]" is not in the grammar
+    if any(i and not values[0] < values[1] for i, values in zip(intervals, (values_a, values_b))):
+        return  # math-verify reads "[3, 2]" as a tuple: not in the grammar
+    same_brackets = len(values_a) != 2 or brackets_a == brackets_b
+    assert verdict is (values_a == values_b and same_brackets)
+
+
+grammar_text = st.text(alphabet="0123456789+-/.,()[]{}\\fracsqtinyl %$", max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(grammar_text | st.text(max_size=40), grammar_text | st.text(max_size=40))
+def test_the_fast_path_never_raises_and_is_symmetric(answer: str, gold: str) -> None:
+    verdict, method = fast_match(answer, gold)
+    assert verdict in (True, False, None) and method in ("", "exact", "numeric")
+    assert fast_match(gold, answer)[0] is verdict
+    value = parse_value(answer)
+    assert value is None or isinstance(value, (Real, Bracketed))

@@ -239,6 +239,33 @@ def test_sampler_scores_with_the_env_and_keeps_sampling_logprobs():
     assert set(timers) == {"timers/generate", "timers/score"}
 
 
+def test_sampler_reports_what_the_envs_verifier_did_for_this_batch_only():
+    from ngrpo_rl.envs.arithmetic import ArithmeticTask
+    from ngrpo_rl.envs.text_env import ArithmeticEnv
+    from ngrpo_rl.envs.verifier import Verifier
+    from ngrpo_rl.generation.types import GenerationOutput
+
+    problems = ArithmeticTask(levels=[1]).problems("train", 2)
+    texts = [problems[0].answer, "no answer here", f"\\boxed{{{problems[1].answer}}}", "\\boxed{\\pi}"]
+
+    def generate(prompts, params):
+        rows = len(prompts) * params.n
+        return GenerationOutput([[1]] * rows, [[7]] * rows, [[-0.5]] * rows, texts, [False] * rows)
+
+    verifier = Verifier(num_workers=1)
+    try:
+        env = ArithmeticEnv(levels=[1], num_problems=20, verifier=verifier)
+        verifier.verify_batch(["3"], ["3"])  # earlier work must not be counted
+        sampler = Sampler(generate, env, group_size=2, max_new_tokens=4)
+        first = sampler(problems, seed=0)[1]
+        second = sampler(problems, seed=1)[1]
+    finally:
+        verifier.close()
+    # Two integer answers settle on the fast path, pi goes to math-verify (once: then the memo).
+    assert (first["verifier/fast_path"], first["verifier/comparisons"], first["verifier/memo_hits"]) == (2, 1, 0)
+    assert (second["verifier/fast_path"], second["verifier/comparisons"], second["verifier/memo_hits"]) == (2, 0, 1)
+
+
 def run_one_iteration(model_dir, critic=None, env=None, **values):
     from ngrpo_rl.envs import ArithmeticEnv
 

@@ -76,6 +76,9 @@ class ScoringEnv(Protocol):
 
     def score_batch(self, problems: Sequence[Any], completions: Sequence[str]) -> list[Any]: ...
 
+    # Optional: ``verifier_stats()`` returning counters with ``fast_path``, ``cache_hits`` and
+    # ``cache_misses`` (and subtraction); the sampler then reports them per iteration.
+
 
 Generate = Callable[[list[str], SamplingParams], GenerationOutput]
 
@@ -117,6 +120,8 @@ class Sampler:
         output = self.generate([self.env.prompt(p) for p in problems], params)
         generated = time.perf_counter()
         repeated = [p for p in problems for _ in range(self.group_size)]
+        counters = getattr(self.env, "verifier_stats", None)
+        before = counters() if counters is not None else None
         verdicts = self.env.score_batch(repeated, output.texts)
         scored = time.perf_counter()
         scores = torch.tensor([float(v.reward) for v in verdicts], dtype=torch.float32)
@@ -134,7 +139,15 @@ class Sampler:
             reasons=[v.reason for v in verdicts],
             group_size=self.group_size,
         )
-        return batch, {"timers/generate": generated - started, "timers/score": scored - generated}
+        spent = {"timers/generate": generated - started, "timers/score": scored - generated}
+        if before is not None:
+            counts = counters() - before
+            spent.update({
+                "verifier/fast_path": float(counts.fast_path),
+                "verifier/memo_hits": float(counts.cache_hits),
+                "verifier/comparisons": float(counts.cache_misses),
+            })
+        return batch, spent
 
 
 @dataclass
