@@ -7,6 +7,10 @@
     ngrpo-rl train --resume RUN_DIR      continue an interrupted run from its last checkpoint
     ngrpo-rl components                  the advantage table of DESIGN.md section 3 for G = 8
     ngrpo-rl algorithms                  the algorithms and their preset components
+    ngrpo-rl eval MODEL BENCHMARK        held-out pass@k and Pass@k AUC, the paper's protocol
+    ngrpo-rl plot A.json B.json          pass@k curves of several evaluations on one PNG
+    ngrpo-rl compare                     the comparison study (variants x seeds) -> docs/results.md
+    ngrpo-rl sweep                       the epsilon_pos x epsilon_neg sweep, with a heatmap
 
 Commands beyond training live in their own modules (``COMMANDS``), each with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``, which import their heavy dependencies only when run.
