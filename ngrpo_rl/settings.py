@@ -263,8 +263,12 @@ SETTINGS: tuple[Setting, ...] = (
     _training("drop_zero_advantage_samples", None, bool | None,
               "drop responses whose advantage is 0 from the batch (None = as the estimator declares: "
               "psr and nsr drop them, as the official code does)", citation=PSR_NSR),
-    _training("micro_batch_size", 64, int, "sequences per forward/backward pass (gradients accumulate exactly)",
-              at_least(1)),
+    _training("micro_batch_size", 256, int,
+              "most sequences per forward/backward pass (gradients accumulate exactly)", at_least(1)),
+    _training("micro_batch_max_tokens", 16384, int | None,
+              "most padded tokens (sequences x (longest prompt + longest response)) per forward/backward "
+              "pass: rows are sorted by length and packed up to both limits, like verl's dynamic batch "
+              "size (None = micro_batch_size alone)", at_least(1)),
     _training("weight_decay", 0.0, float, "AdamW weight decay", at_least(0), "AdamW, arXiv 1711.05101"),
     _training("betas", (0.9, 0.999), tuple[float, float], "AdamW betas (beta1, beta2)",
               each(within(0, 1, high_open=True)), "AdamW, arXiv 1711.05101"),
@@ -362,7 +366,7 @@ SETTINGS: tuple[Setting, ...] = (
                 "generate the next batch while the learner trains on this one: one step off policy, "
                 "corrected by the importance ratio against the sampler's log-probs (verl's one-step-"
                 "off-policy, PipelineRL); pays off when generation has its own actor or device"),
-    _generation("generation_batch_size", 256, int,
+    _generation("generation_batch_size", 512, int,
                 "sequences (prompts x samples) per generate call inside a worker", at_least(1)),
     _generation("device", "auto", str, "where the learner runs: auto, cpu, cuda or cuda:N", DEVICE),
     _generation("dtype", None, str | None,

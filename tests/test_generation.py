@@ -21,6 +21,7 @@ from ngrpo_rl.generation import (
     derive_seed,
     pad_batch,
     response_logprobs,
+    token_logprobs,
 )
 from ngrpo_rl.models import (
     build_tiny_model,
@@ -199,6 +200,46 @@ def test_logprobs_equal_teacher_forced_recomputation(which, params, request):
         assert torch.all(recomputed[row, n:] == 0)
 
 
+def test_recorded_logprobs_are_token_logprobs_of_each_steps_logits():
+    """The recorder takes each step's normaliser at once and the sampled token's logit a step later,
+    from the same (uncopied) logits: bit for bit what the learner's formula gives."""
+    from ngrpo_rl.generation.hf import SampledTokenLogprobs
+
+    generator = torch.Generator().manual_seed(0)
+    steps = [3 * torch.randn(3, 20, generator=generator) for _ in range(4)]
+    tokens = torch.randint(0, 20, (3, 4), generator=generator)
+    recorder = SampledTokenLogprobs(0.7)
+    input_ids = torch.zeros(3, 2, dtype=torch.long)  # the prompt
+    for step, scores in enumerate(steps):
+        assert recorder(input_ids, scores) is scores  # passed on untouched
+        input_ids = torch.cat([input_ids, tokens[:, step : step + 1]], dim=1)
+    recorded = recorder.finish(tokens)
+    expected = torch.stack([token_logprobs(s, tokens[:, i], 0.7) for i, s in enumerate(steps)], dim=1)
+    assert torch.equal(recorded, expected)
+    with pytest.raises(RuntimeError, match="recorded"):
+        SampledTokenLogprobs(1.0).finish(tokens)
+
+
+def test_prompts_are_encoded_once_per_text(untrained_dir, monkeypatch):
+    from ngrpo_rl.generation import hf
+
+    backend = HFBackend(untrained_dir)
+    encoded: list[list[str]] = []
+    real = hf.encode_prompts
+    monkeypatch.setattr(hf, "encode_prompts", lambda tokenizer, texts: encoded.append(texts) or real(tokenizer, texts))
+    texts = PROMPTS + PROMPTS[:2]
+    first = backend.encode(texts)
+    assert first == real(backend.tokenizer, texts) and encoded == [PROMPTS]
+    first[0].append(99)  # the caller's lists are its own
+    assert backend.encode(PROMPTS[::-1]) == real(backend.tokenizer, PROMPTS[::-1]) and len(encoded) == 1
+    # The cache is bounded and keeps the texts used last.
+    monkeypatch.setattr(hf, "PROMPT_CACHE_SIZE", 2)
+    backend.encode(["9+9=", PROMPTS[0]])
+    assert list(backend._prompt_ids) == ["9+9=", PROMPTS[0]]
+    output = backend.generate(PROMPTS[:1], SamplingParams(n=2, max_new_tokens=3, seed=0))
+    assert output.prompt_token_ids == real(backend.tokenizer, PROMPTS[:1]) * 2
+
+
 def test_load_state_dict_changes_outputs(untrained_dir):
     backend = HFBackend(untrained_dir)
     params = SamplingParams(greedy=True, max_new_tokens=6)
@@ -281,6 +322,17 @@ def test_pool_without_workers_needs_no_ray(untrained_dir):
     assert _split(list("ab"), 3) == [["a"], ["b"], []]
 
 
+def assert_same_samples(got: GenerationOutput, want: GenerationOutput) -> None:
+    """The same samples; log-probs to float error only, since an actor computes with one thread
+    and the driver with several (a reduction may be summed in another order: 1 in 4 calls of 8
+    rows differ in some last bit)."""
+    assert got.prompt_token_ids == want.prompt_token_ids
+    assert got.response_token_ids == want.response_token_ids
+    assert got.texts == want.texts and got.truncated == want.truncated
+    for row, expected in zip(got.response_logprobs, want.response_logprobs):
+        torch.testing.assert_close(torch.tensor(row), torch.tensor(expected), atol=1e-5, rtol=0)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
@@ -297,9 +349,9 @@ def test_pool_with_one_actor_matches_in_process(ray_cluster, untrained_dir):
     remote = GenerationPool("hf", untrained_dir, num_workers=1, backend_kwargs=kwargs)
     try:
         seeded = SamplingParams(n=2, max_new_tokens=5, seed=42)
-        assert remote.generate(PROMPTS, seeded) == local.generate(PROMPTS, seeded)
+        assert_same_samples(remote.generate(PROMPTS, seeded), local.generate(PROMPTS, seeded))
         unseeded = SamplingParams(n=2, max_new_tokens=5)
-        assert remote.generate(PROMPTS, unseeded) == local.generate(PROMPTS, unseeded)
+        assert_same_samples(remote.generate(PROMPTS, unseeded), local.generate(PROMPTS, unseeded))
 
         # Weight sync reaches the actor: both pools still agree after new weights.
         model, _ = load_model(untrained_dir)
@@ -310,13 +362,14 @@ def test_pool_with_one_actor_matches_in_process(ray_cluster, untrained_dir):
         local.sync_weights(model.state_dict())
         remote.sync_weights(model.state_dict())
         after = remote.generate(PROMPTS, greedy)
-        assert after == local.generate(PROMPTS, greedy) and after != before
+        assert_same_samples(after, local.generate(PROMPTS, greedy))
+        assert after.response_logprobs != before.response_logprobs
 
         # A killed actor is replaced, gets the synced weights, and the chunk is rerun.
         ray_cluster.kill(remote.actors[0])
         recovered = remote.generate(PROMPTS, seeded)
         assert remote.num_restarts == 1
-        assert recovered == local.generate(PROMPTS, seeded)
+        assert_same_samples(recovered, local.generate(PROMPTS, seeded))
     finally:
         remote.shutdown()
         local.shutdown()

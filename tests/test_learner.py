@@ -484,3 +484,139 @@ def test_two_emulated_ranks_average_to_the_single_learner_gradient(tiny_model_di
     for whole, first, second in zip(single, rank0, rank1):
         for name in whole:
             torch.testing.assert_close((first[name] + second[name]) / 2, whole[name], atol=1e-7, rtol=1e-4, msg=name)
+
+
+# ---- packed micro-batches (performance paths that must not change the update) ----------------
+
+
+def trained_weights(tiny_model_dir, rollouts, share_prompts: bool, **overrides) -> dict[str, torch.Tensor]:
+    learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=5, num_epochs=2, **overrides)
+    learner.share_prompts = share_prompts
+    learner.update(rollouts)
+    return {k: v.clone() for k, v in learner.model.state_dict().items()}
+
+
+PACKINGS = {
+    "rows-of-3": {"micro_batch_size": 3, "micro_batch_max_tokens": None},
+    "one-row": {"micro_batch_size": 1, "micro_batch_max_tokens": None},
+    "tokens-16": {"micro_batch_size": 8, "micro_batch_max_tokens": 16},
+    "tokens-1": {"micro_batch_size": 8, "micro_batch_max_tokens": 1},  # every row alone
+}
+
+
+@pytest.mark.parametrize("packing", list(PACKINGS))
+@pytest.mark.parametrize(
+    "mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+)
+def test_packed_micro_batches_make_the_update_of_one_micro_batch(tiny_model_dir, rollouts, mode, packing):
+    """Sorting rows by length, packing them by rows or tokens and cutting each micro-batch to its
+    own width give the parameters one micro-batch per mini-batch gives (float64: two epochs of
+    mini-batches of 5 and 3 rows, so AdamW steps on every packing's gradient sums)."""
+    whole = trained_weights(tiny_model_dir, rollouts, False, loss_agg_mode=mode, micro_batch_size=8,
+                            micro_batch_max_tokens=None)
+    packed = trained_weights(tiny_model_dir, rollouts, False, loss_agg_mode=mode, **PACKINGS[packing])
+    initial = make_learner(tiny_model_dir, dtype="float64").model.state_dict()
+    assert max(float((whole[k] - initial[k]).abs().max()) for k in whole) > 1e-3  # it learned
+    for name in whole:
+        torch.testing.assert_close(packed[name], whole[name], atol=1e-12, rtol=0, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_shared_prompt_passes_give_the_gradient_of_whole_rows(tiny_model_dir, rollouts):
+    """A group's rows share one pass over their prompt. The gradient is the one of running every
+    row whole, to float32 rounding: Qwen2's RMSNorm computes in float32 even in float64."""
+    def gradient(share: bool) -> dict[str, torch.Tensor]:
+        learner = make_learner(tiny_model_dir, dtype="float64", micro_batch_size=8)
+        learner.share_prompts = share
+        calls = []
+        learner.model.register_forward_pre_hook(lambda *args: calls.append(1))
+        grads = recorded_gradients(learner, rollouts)
+        assert len(calls) == (2 if share else 1)  # the prompt pass, then the responses
+        return grads
+
+    whole, shared = gradient(False), gradient(True)
+    for name in whole:
+        scale = float(whole[name].abs().max())
+        torch.testing.assert_close(shared[name], whole[name], atol=1e-6 * scale, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.01])
+def test_the_entropy_metric_is_the_policy_entropy_with_or_without_its_gradient(tiny_model_dir, rollouts, entropy_coef):
+    """The logged entropy (computed without a graph when it is no loss term, from the log-probs'
+    normaliser either way) is the mean full-vocabulary entropy of the policy that sampled."""
+    from ngrpo_rl.losses import entropy_from_logits
+
+    learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=8, entropy_coef=entropy_coef)
+    padded = pad_batch(rollouts.prompt_token_ids, rollouts.response_token_ids, learner.tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = learner.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+                               position_ids=padded["position_ids"]).logits
+    width = padded["response_mask"].shape[1]
+    mask = padded["response_mask"].double()
+    expected = float((entropy_from_logits(logits[:, -(width + 1) : -1]) * mask).sum() / mask.sum())
+    assert learner.update(rollouts)["policy/entropy"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_rows_are_packed_by_length_within_both_limits():
+    from ngrpo_rl.learner import pack_rows
+
+    prompts = torch.tensor([3, 5, 3, 3, 4, 9])
+    responses = torch.tensor([1, 4, 2, 1, 4, 20])
+    rows = torch.tensor([5, 0, 1, 2, 3, 4])
+    packed = pack_rows(rows, prompts, responses, max_rows=3, max_tokens=20)
+    # Sorted by length: rows 0, 3 (4 tokens), 2 (5), 4 (8), 1 (9), 5 (29, over the budget alone).
+    assert [m.tolist() for m in packed] == [[0, 3, 2], [4, 1], [5]]
+    for micro in packed[:-1]:
+        assert len(micro) * int(prompts[micro].max() + responses[micro].max()) <= 20
+    # Rows alone: the old behaviour of micro_batch_size with no token budget, in length order.
+    assert [m.tolist() for m in pack_rows(rows, prompts, responses, max_rows=2, max_tokens=None)] == [
+        [0, 3], [2, 4], [1, 5]
+    ]
+    # Among rows of one length, those with the same prompt come together (they share its pass).
+    same = torch.full((4,), 3)
+    by_prompt = pack_rows(torch.arange(4), same, same, max_rows=2, max_tokens=None,
+                          prompt_groups=torch.tensor([0, 1, 0, 1]))
+    assert [m.tolist() for m in by_prompt] == [[0, 2], [1, 3]]
+    with pytest.raises(ValueError, match="max_rows"):
+        pack_rows(rows, prompts, responses, max_rows=0, max_tokens=None)
+
+
+def test_a_few_long_responses_get_micro_batches_of_their_own():
+    from ngrpo_rl.learner import MICRO_BATCH_CALL_TOKENS, pack_rows
+
+    # 64 groups of 8 rows with prompts of 7 tokens and responses of 3 or 4, and one of 40 tokens.
+    groups = torch.arange(64).repeat_interleave(8)
+    prompts = torch.full((512,), 7)
+    responses = torch.tensor([3, 4] * 256)
+    responses[100] = 40
+    rows = torch.arange(512)
+    shared = pack_rows(rows, prompts, responses, max_rows=1024, max_tokens=None, prompt_groups=groups)
+    # Splitting 3 from 4 would run every prompt twice; the long row alone saves 36 x 511 tokens.
+    assert [len(m) for m in shared] == [511, 1] and shared[1].tolist() == [100]
+    assert sorted(torch.cat(shared).tolist()) == rows.tolist()
+    # Without shared prompts, cutting responses of 3 from those of 5 saves 2 tokens per short row,
+    # more than the cost of a call; of 3 from 4, 1 token per short row, no more than that cost.
+    assert MICRO_BATCH_CALL_TOKENS == 256
+    assert [len(m) for m in pack_rows(rows, prompts, responses, max_rows=1024, max_tokens=None)] == [511, 1]
+    responses[responses == 4] = 5
+    assert [len(m) for m in pack_rows(rows, prompts, responses, max_rows=1024, max_tokens=None)] == [255, 256, 1]
+
+
+def test_every_rank_runs_as_many_micro_batches():
+    from ngrpo_rl.distributed import DistributedContext
+    from ngrpo_rl.learner import micro_batch_plan
+
+    prompts, responses = torch.full((5,), 2), torch.tensor([1, 1, 1, 9, 9])
+    rows = torch.arange(5)
+    plans = [micro_batch_plan(rows, prompts, responses, max_rows=8, max_tokens=12,
+                              context=DistributedContext(rank, 2)) for rank in range(2)]
+    # Rank 0 holds rows 0-2 (one micro-batch of 3 x 3 tokens), rank 1 rows 3-4 (11 tokens each:
+    # one apiece), so rank 0 runs a dummy of weight 0 too.
+    assert [(m.tolist(), w) for m, w in plans[0]] == [([0, 1, 2], 1.0), ([0], 0.0)]
+    assert [(m.tolist(), w) for m, w in plans[1]] == [([3], 1.0), ([4], 1.0)]
+
+
+def test_the_token_budget_is_checked():
+    with pytest.raises(ValueError, match="micro_batch_max_tokens"):
+        Settings(micro_batch_max_tokens=0)
+    assert Settings(micro_batch_max_tokens=None).micro_batch_max_tokens is None

@@ -25,6 +25,9 @@ N, K = 3, 2  # iterations in all; iterations before the checkpoint
 LEVELS = {"dapo": (3,)}
 # Wall-clock measurements, which no two runs share.
 CLOCK_GROUPS = ("timers", "throughput")
+# The verifier's memo is a cache a new process starts without: what it served and what math-verify
+# had to compare again differ across a restart, the verdicts do not.
+CACHE_METRICS = ("verifier/memo_hits", "verifier/comparisons")
 
 
 def weights(algo) -> dict[str, torch.Tensor]:
@@ -44,7 +47,8 @@ def training_metrics(result: dict) -> dict[str, float]:
     flat = {"training_iteration": float(result["training_iteration"])}
     for group, values in result.items():
         if group in groups and isinstance(values, dict):
-            flat.update({f"{group}/{key}": float(value) for key, value in values.items()})
+            flat.update({f"{group}/{key}": float(value) for key, value in values.items()
+                         if f"{group}/{key}" not in CACHE_METRICS})
     return flat
 
 

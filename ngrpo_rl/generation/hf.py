@@ -1,12 +1,22 @@
 """The Hugging Face ``generate`` backend (registered as ``"hf"``): the CPU default.
 
 Batched sampling with the KV cache, left padding and an attention mask. The log-prob of each
-sampled token is recorded by a logits processor that runs first, on the raw logits, and keeps only
-one step of logits alive (``output_logits=True`` would keep every step's ``[rows, vocab]`` logits
-until the end, 40 GB for a 150k vocabulary at 1k tokens and 64 rows). Temperature and top-p are
-applied after it by transformers' own warpers, so the recorded value is
-``log_softmax(raw_logits / temperature)`` of the sampled token, before top-p, exactly what
-:func:`ngrpo_rl.models.forward.response_logprobs` recomputes.
+sampled token is recorded by a logits processor that runs first, on the raw logits: it takes each
+step's normaliser (``logsumexp``) at once and keeps a reference to that step's logits, without a
+copy, until the next step tells which token was sampled (``output_logits=True`` would keep every
+step's ``[rows, vocab]`` logits until the end, 40 GB for a 150k vocabulary at 1k tokens and 64
+rows). Temperature and top-p are applied after it by transformers' own warpers, which return new
+tensors, so the recorded value is ``log_softmax(raw_logits / temperature)`` of the sampled token,
+before top-p, by the formula of :func:`ngrpo_rl.models.forward.token_logprobs`: what
+:func:`ngrpo_rl.models.forward.response_logprobs` recomputes, equal up to the float rounding by
+which a cached decoding step and a teacher-forced pass differ.
+
+The ``n`` samples of a prompt share its prefill: the prompts (all but their last token) run once
+each, their KV cache is repeated ``n`` times and handed to ``generate``, which then feeds only the
+last prompt token of every row before sampling (a group's prompt is otherwise computed ``n``
+times, about a third of the work for short responses). Prompts are encoded once per distinct text
+(a bounded cache), a batch's inputs are built in one tensor, and its responses are cut at eos with
+tensor operations and decoded in one ``batch_decode``.
 
 Sampling draws from a random stream private to the backend: a call with ``params.seed`` is
 reproducible, a call without continues the backend's stream, and neither disturbs the caller's
@@ -16,6 +26,7 @@ global torch RNG (the learner's shuffling and dropout stay reproducible too).
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -30,9 +41,12 @@ from transformers import (
 
 from ngrpo_rl.generation.backend import GenerationBackend, backends
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams
-from ngrpo_rl.models.forward import token_logprobs
+from ngrpo_rl.models.forward import forward_signature
 from ngrpo_rl.models.io import load_model
 from ngrpo_rl.models.tokenizer import encode_prompts
+
+PROMPT_CACHE_SIZE = 65536
+"""Distinct prompt texts whose token ids a backend keeps (a training set's problems recur)."""
 
 
 @backends.register("hf")
@@ -55,7 +69,7 @@ class HFBackend(GenerationBackend):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
         seed: int = 0,
-        batch_size: int = 256,
+        batch_size: int = 512,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -78,10 +92,11 @@ class HFBackend(GenerationBackend):
             pad_token_id=self.pad_token_id,
         )
         self._random = PrivateRandomStream(seed, self.device)
+        self._prompt_ids: OrderedDict[str, list[int]] = OrderedDict()
 
     def generate(self, prompts: list[str], params: SamplingParams) -> GenerationOutput:
         """``params.n`` samples per prompt, prompt-major; see :class:`GenerationOutput`."""
-        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        prompt_ids = self.encode(prompts)
         prompts_per_batch = max(1, self.batch_size // params.n)
         chunks = []
         with torch.inference_mode(), self._random.active(params.seed):
@@ -90,6 +105,21 @@ class HFBackend(GenerationBackend):
                     self._generate_batch(prompt_ids[start : start + prompts_per_batch], params)
                 )
         return GenerationOutput.concat(chunks)
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """The token ids of each prompt (:func:`ngrpo_rl.models.encode_prompts`), each distinct
+        text encoded once while it stays among the last ``PROMPT_CACHE_SIZE`` used."""
+        cache = self._prompt_ids
+        missing = list(dict.fromkeys(text for text in prompts if text not in cache))
+        if missing:
+            cache.update(zip(missing, encode_prompts(self.tokenizer, missing)))
+        encoded = []
+        for text in prompts:
+            cache.move_to_end(text)
+            encoded.append(list(cache[text]))
+        while len(cache) > PROMPT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return encoded
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor]) -> None:
         """Copies ``state_dict`` into the model (dtype and device converted); tied weights may be
@@ -109,13 +139,15 @@ class HFBackend(GenerationBackend):
     def _generate_batch(
         self, prompt_ids: list[list[int]], params: SamplingParams
     ) -> GenerationOutput:
-        rows = [ids for ids in prompt_ids for _ in range(params.n)]
-        prompt_length = max(len(ids) for ids in rows)
-        input_ids = torch.full((len(rows), prompt_length), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, ids in enumerate(rows):
-            input_ids[row, prompt_length - len(ids) :] = torch.tensor(ids)
-            attention_mask[row, prompt_length - len(ids) :] = 1
+        prompt_length = max(len(ids) for ids in prompt_ids)
+        padding = [prompt_length - len(ids) for ids in prompt_ids]
+        # One row per prompt; generate sees each repeated n times (prompt-major).
+        prompt_rows = torch.tensor(
+            [[self.pad_token_id] * pad + ids for pad, ids in zip(padding, prompt_ids)], dtype=torch.long
+        ).to(self.device)
+        prompt_mask = torch.arange(prompt_length)[None, :] >= torch.tensor(padding)[:, None]
+        prompt_mask = prompt_mask.long().to(self.device)
+        prefilled = self._prefill(prompt_rows, prompt_mask, params.n)
 
         recorder = SampledTokenLogprobs(params.logprob_temperature)
         processors = LogitsProcessorList([recorder])
@@ -136,53 +168,91 @@ class HFBackend(GenerationBackend):
             **sampling,
         )
         sequences = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
+            input_ids=prompt_rows.repeat_interleave(params.n, dim=0),
+            attention_mask=prompt_mask.repeat_interleave(params.n, dim=0),
             generation_config=config,
             logits_processor=processors,
+            **prefilled,
         )
-        responses = sequences[:, prompt_length:].cpu()
-        logprobs = recorder.finish(responses).tolist()
-        return self._trim(rows, responses.tolist(), logprobs)
+        responses = sequences[:, prompt_length:]
+        logprobs = recorder.finish(responses)
+        return self._trim(prompt_ids, params.n, responses.cpu(), logprobs.cpu())
+
+    def _prefill(self, prompt_rows: Tensor, prompt_mask: Tensor, n: int) -> dict[str, object]:
+        """``generate``'s keyword for a KV cache of all but the last token of each prompt, repeated
+        ``n`` times; empty (``generate`` prefills every row itself) when nothing is shared or the
+        model takes no cache."""
+        signature = forward_signature(self.model)
+        if n == 1 or prompt_rows.shape[1] < 2 or signature.cache is None:
+            return {}
+        extra = {"logits_to_keep": 1} if signature.logits_to_keep else {}
+        # The position ids generate derives from the attention mask.
+        position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=prompt_rows[:, :-1],
+            attention_mask=prompt_mask[:, :-1],
+            position_ids=position_ids[:, :-1],
+            use_cache=True,
+            **extra,
+        )
+        cache = getattr(out, signature.cache, None)
+        if cache is None or cache.get_seq_length() != prompt_rows.shape[1] - 1:
+            return {}
+        cache.batch_repeat_interleave(n)
+        return {signature.cache: cache}
 
     def _trim(
-        self, prompts: list[list[int]], responses: list[list[int]], logprobs: list[list[float]]
+        self, prompt_ids: list[list[int]], n: int, responses: Tensor, logprobs: Tensor
     ) -> GenerationOutput:
-        """Cuts each response after its first eos (the rest is padding) and flags the others."""
-        eos = set(self.eos_token_ids)
-        kept_tokens, kept_logprobs, truncated = [], [], []
-        for tokens, token_logprobs_ in zip(responses, logprobs):
-            end = next((i + 1 for i, token in enumerate(tokens) if token in eos), None)
-            truncated.append(end is None)
-            kept_tokens.append(tokens[:end])
-            kept_logprobs.append(token_logprobs_[:end])
+        """Cuts each response ``[rows, L]`` after its first eos (the rest is padding) and flags
+        the others as truncated."""
+        is_eos = torch.isin(responses, torch.tensor(self.eos_token_ids))
+        stopped = is_eos.any(dim=1)
+        ends = torch.where(stopped, is_eos.int().argmax(dim=1) + 1, responses.shape[1]).tolist()
+        kept_tokens = [row[:end] for row, end in zip(responses.tolist(), ends)]
+        kept_logprobs = [row[:end] for row, end in zip(logprobs.tolist(), ends)]
+        # Samples of a group often coincide (a short answer): each distinct response is decoded once.
+        distinct = list(dict.fromkeys(map(tuple, kept_tokens)))
+        decoded = self.tokenizer.batch_decode([list(tokens) for tokens in distinct], skip_special_tokens=True)
+        texts = dict(zip(distinct, decoded))
         return GenerationOutput(
-            prompt_token_ids=[list(ids) for ids in prompts],
+            prompt_token_ids=[list(ids) for ids in prompt_ids for _ in range(n)],
             response_token_ids=kept_tokens,
             response_logprobs=kept_logprobs,
-            texts=self.tokenizer.batch_decode(kept_tokens, skip_special_tokens=True),
-            truncated=truncated,
+            texts=[texts[tuple(tokens)] for tokens in kept_tokens],
+            truncated=(~stopped).tolist(),
         )
 
 
 class SampledTokenLogprobs(LogitsProcessor):
     """Records ``log_softmax(raw_logits / temperature)`` of every sampled token.
 
-    Must be the first processor. At step t it sees the raw logits of step t; the token sampled from
-    them is only known at step t + 1 (the last column of ``input_ids``) or, for the final step, in
-    the returned sequences, so one step of logits is kept pending.
+    Must be the first processor. At step t it sees the raw logits of step t and takes their
+    normaliser ``logsumexp(logits / temperature)``; the token sampled from them is only known at
+    step t + 1 (the last column of ``input_ids``) or, for the final step, in the returned
+    sequences, so step t's logits stay referenced (not copied: the processors after this one return
+    new tensors) until then. The result is what
+    :func:`ngrpo_rl.models.forward.token_logprobs` computes, bit for bit.
     """
 
     def __init__(self, temperature: float) -> None:
         self.temperature = temperature
-        self._pending: Tensor | None = None
+        self._pending: tuple[Tensor, Tensor] | None = None
         self._logprobs: list[Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._pending is not None:
-            self._logprobs.append(token_logprobs(self._pending, input_ids[:, -1], self.temperature))
-        self._pending = scores.detach().clone()
+            self._logprobs.append(self._logprob_of(input_ids[:, -1]))
+        logits = scores.detach()
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()
+        self._pending = (logits, torch.logsumexp(logits / self.temperature, dim=-1))
         return scores
+
+    def _logprob_of(self, tokens: Tensor) -> Tensor:
+        logits, normaliser = self._pending
+        chosen = logits.gather(-1, tokens.to(logits.device).unsqueeze(-1)).squeeze(-1)
+        return chosen / self.temperature - normaliser
 
     def finish(self, responses: Tensor) -> Tensor:
         """Log-probs ``[rows, L]`` of ``responses [rows, L]`` (the generated part of the output)."""
@@ -193,12 +263,11 @@ class SampledTokenLogprobs(LogitsProcessor):
                 raise RuntimeError(
                     f"recorded {recorded} log-prob steps for {length} generated tokens"
                 )
-            last = responses[:, -1].to(self._pending.device)
-            self._logprobs.append(token_logprobs(self._pending, last, self.temperature))
+            self._logprobs.append(self._logprob_of(responses[:, -1]))
         self._pending = None
         if length == 0:
             return torch.zeros(responses.shape[0], 0)
-        return torch.stack(self._logprobs[:length], dim=1).cpu()
+        return torch.stack(self._logprobs[:length], dim=1)
 
 
 class PrivateRandomStream:
