@@ -558,7 +558,7 @@ def test_the_entropy_metric_is_the_policy_entropy_with_or_without_its_gradient(t
 
 
 def test_rows_are_packed_by_length_within_both_limits():
-    from ngrpo_rl.learner import pack_rows
+    from ngrpo_rl.micro_batches import pack_rows
 
     prompts = torch.tensor([3, 5, 3, 3, 4, 9])
     responses = torch.tensor([1, 4, 2, 1, 4, 20])
@@ -582,7 +582,7 @@ def test_rows_are_packed_by_length_within_both_limits():
 
 
 def test_a_few_long_responses_get_micro_batches_of_their_own():
-    from ngrpo_rl.learner import MICRO_BATCH_CALL_TOKENS, pack_rows
+    from ngrpo_rl.micro_batches import MICRO_BATCH_CALL_TOKENS, pack_rows
 
     # 64 groups of 8 rows with prompts of 7 tokens and responses of 3 or 4, and one of 40 tokens.
     groups = torch.arange(64).repeat_interleave(8)
@@ -604,7 +604,7 @@ def test_a_few_long_responses_get_micro_batches_of_their_own():
 
 def test_every_rank_runs_as_many_micro_batches():
     from ngrpo_rl.distributed import DistributedContext
-    from ngrpo_rl.learner import micro_batch_plan
+    from ngrpo_rl.micro_batches import micro_batch_plan
 
     prompts, responses = torch.full((5,), 2), torch.tensor([1, 1, 1, 9, 9])
     rows = torch.arange(5)
