@@ -313,6 +313,7 @@ def train_with_checkpoints(algo, name: str, job: dict[str, Any], run_dir: Path) 
             reward=f"{result['reward'].get('mean', float('nan')):.3f}",
             all_wrong=f"{result['groups']['frac_all_incorrect']:.2f}",
             clip_up=f"{result.get('clip', {}).get('upper_frac', 0.0):.3f}",
+            refresh=False,  # the bar redraws on its own schedule (every 10 s in a log file)
         )
         if checkpoint_due(algo.iteration, total, every):
             checkpoint = save_checkpoint(algo, run_dir, keep)
