@@ -105,16 +105,14 @@ def run_comparison(
 ) -> ComparisonResult:
     """Runs (or resumes, when ``run_dir`` holds an interrupted run of the same spec) the study and
     writes its records, figures and report."""
-    from ngrpo_rl.algorithms.default_model import resolve_model_path
     from ngrpo_rl.study import tuning
     from ngrpo_rl.study.environment import machine, model_fingerprint
     from ngrpo_rl.study.report import write_report
 
     started = time.perf_counter()
     run_dir, results_dir = Path(run_dir).resolve(), Path(results_dir)
-    # One shared warm start: resolved (built on first use) here, once, and named by its folder.
-    job = dict(spec.job)
-    job["model_name_or_path"] = resolve_model_path(job.get("model_name_or_path", "ngrpo_rl/tiny-arithmetic"))
+    # One shared warm start, named by its folder.
+    job = tuning.with_shared_model(spec.job)
     spec = dataclasses.replace(spec, job=job)
     resuming = tuning.check_or_write_spec(run_dir, spec.to_dict())
     folder = layout.study_dir(results_dir)
@@ -138,12 +136,7 @@ def run_comparison(
         print(tuning.INTERRUPTED_MESSAGE)
         return ComparisonResult(Path(report), results_dir, interrupted=True)
     records, missing = tuning.collect_records(results)
-    trials_dir = folder / layout.TRIALS
-    trials_dir.mkdir(parents=True, exist_ok=True)
-    for stale in trials_dir.glob("*.json"):
-        stale.unlink()
-    for record in records:
-        record.save(trials_dir / f"{record.label}.json")
+    tuning.save_records(records, folder / layout.TRIALS)
     for path in warm_starts:
         shutil.copyfile(path, folder / path.name)
     elapsed = time.perf_counter() - started

@@ -176,7 +176,6 @@ def run_sweep(
 ) -> SweepResult:
     """Runs (or resumes, when ``run_dir`` holds an interrupted run of the same spec) the sweep,
     writes its records to ``RESULTS_DIR/sweep/`` and the report."""
-    from ngrpo_rl.algorithms.default_model import resolve_model_path
     from ngrpo_rl.study import tuning
     from ngrpo_rl.study.analysis import summarize_sweep
     from ngrpo_rl.study.environment import machine
@@ -185,8 +184,7 @@ def run_sweep(
 
     started = time.perf_counter()
     run_dir, results_dir = Path(run_dir).resolve(), Path(results_dir)
-    job = dict(spec.job)
-    job["model_name_or_path"] = resolve_model_path(job.get("model_name_or_path", "ngrpo_rl/tiny-arithmetic"))
+    job = tuning.with_shared_model(spec.job)
     spec = dataclasses.replace(spec, job=job)
     resuming = tuning.check_or_write_spec(run_dir, spec.to_dict())
     space, search_alg, num_samples = SEARCHES[spec.search](spec)
@@ -213,12 +211,7 @@ def run_sweep(
         return SweepResult(Path(report), results_dir, interrupted=True)
     records, missing = tuning.collect_records(results)
     folder = layout.sweep_dir(results_dir)
-    trials_dir = folder / layout.TRIALS
-    trials_dir.mkdir(parents=True, exist_ok=True)
-    for stale in trials_dir.glob("*.json"):
-        stale.unlink()
-    for record in records:
-        record.save(trials_dir / f"{record.label}.json")
+    tuning.save_records(records, folder / layout.TRIALS)
     elapsed = time.perf_counter() - started
     path = folder / layout.SWEEP_FILE
     data = {**spec.to_dict(), "fields": list(spec.fields), "command": command,

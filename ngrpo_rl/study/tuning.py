@@ -193,3 +193,20 @@ class Progress(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def with_shared_model(job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` with its model resolved (the warm start built on first use) once, here, so that every
+    trial starts from the same folder."""
+    from ngrpo_rl.algorithms.default_model import resolve_model_path
+
+    return {**job, "model_name_or_path": resolve_model_path(job.get("model_name_or_path", "ngrpo_rl/tiny-arithmetic"))}
+
+
+def save_records(records: Sequence[TrialRecord], trials_dir: Path) -> None:
+    """Writes one JSON per trial into ``trials_dir``, replacing the records of an earlier run."""
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    for stale in trials_dir.glob("*.json"):
+        stale.unlink()
+    for record in records:
+        record.save(trials_dir / f"{record.label}.json")
