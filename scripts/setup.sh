@@ -5,6 +5,8 @@
 # Idempotent: a second run with unchanged setup.cfg installs nothing.
 # TORCH_SPEC picks the torch build: the default is the CPU wheel torch==2.13.0; GPU users set e.g.
 # TORCH_SPEC="torch==2.13.0" with their CUDA index, or TORCH_SPEC=skip to keep what is installed.
+# torch is installed with pip (which finds a local wheel where the machine has one); the rest with
+# uv when it can be installed (about 5 s instead of 40 s), else with pip. INSTALLER=pip forces pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -23,5 +25,13 @@ if [ "$torch_spec" != skip ]; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q $torch_spec
 fi
-.venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+project=".${extras:+[$extras]}"
+# uv keeps the torch installed above: it satisfies the project's requirement.
+if [ "${INSTALLER:-uv}" = uv ] && .venv/bin/python -m pip install -q uv \
+    && .venv/bin/python -m uv pip install -q --python .venv/bin/python -e "$project"; then
+  :
+else
+  echo "setup.sh: installing with pip" >&2
+  .venv/bin/python -m pip install -q -e "$project"
+fi
 echo "$want" > "$stamp"

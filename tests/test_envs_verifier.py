@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import threading
@@ -469,6 +470,8 @@ FAST_PATH_CASES = [
     ("\\frac{3}{4}\\sqrt{2}", "\\frac{3\\sqrt{2}}{4}", True),
     ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", True),
     ("\\sqrt{4}", "2", True),
+    ("\\sqrt{100000000}", "10000", True),  # the largest radicand read
+    ("\\frac{0}{3}\\sqrt{2}", "0", True),
     ("\\sqrt{3}", "\\sqrt{2}", False),
     ("\\sqrt{4}", "3", False),
     ("-\\sqrt{3}", "\\sqrt{3}", False),
@@ -480,6 +483,9 @@ FAST_PATH_CASES = [
     ("5.5000004", "5.5", None),
     ("0.333333", "\\frac{1}{3}", None),
     ("2.50", "\\frac{5}{2}", True),
+    ("(27.0000000, 1)", "(27, 1)", True),  # a whole number: equal at any number of places
+    ("(0.0000000, 1)", "(0, 1)", True),
+    ("(0.1234567, 1)", "(\\frac{1234567}{10000000}, 1)", None),  # 7 places: math-verify decides
     # percents
     ("50", "50\\%", True),
     ("49", "50\\%", False),
@@ -500,6 +506,10 @@ FAST_PATH_CASES = [
     ("(-\\infty,3)", "(-\\infty,3]", False),
     ("\\left(\\frac{1}{2},3\\right)", "(0.5,3)", True),
     ("(2\\sqrt{2}, 1)", "(\\sqrt{8}, 1)", True),
+    ("[1, \\sqrt{2}]", "[1, \\sqrt2]", True),  # a rational start below an irrational end
+    ("[\\sqrt{2}, 2]", "[\\sqrt2, 2)", False),
+    # ends 1e-10 apart: still an interval, ordered exactly
+    ("[1, \\frac{10000000001}{10000000000}]", "[1, \\frac{10000000001}{10000000000})", False),
     ("5", "(5,6)", False),
     ("(1,2,3)", "[1,2,3]", None),  # not an interval
     ("[4,2]", "[3,2]", None),  # math-verify reads these as tuples
@@ -561,8 +571,33 @@ def test_parse_value_reads_the_grammar_exactly() -> None:
         "\\frac{1}{2}3", "2\\frac{1}{2}", "\\sqrt{-4}", "\\sqrt[3]{8}", "1.5\\sqrt{2}",
         "\\frac{0.5}{2}", "1.5+1", "--3", "5\\text{ and }", "\\text{5}", "1" * 61,
         f"\\sqrt{{{10**8 + 1}}}", "5%", "(1,2]x", "\\frac{1}{1+\\sqrt{2}}", "[2, 2]", "1 2",
+        "\\sqrt", "2\\sqrt", "\\frac1", "(1, \\sqrt)",
     ]:
         assert parse_value(outside) is None, outside
+    assert parse_value(f"\\sqrt{{{10**8}}}") == Real(((1, Fraction(10**4)),))
+
+
+def test_parse_value_leaves_long_texts_to_math_verify() -> None:
+    """Answers up to the verifier's 1000 characters are read, normalized forms up to 4 * 60."""
+    assert inspect.signature(Verifier).parameters["max_answer_chars"].default == 1000
+    assert parse_value(" " * 999 + "5") == Real(((1, Fraction(5)),))
+    assert parse_value(" " * 1000 + "5") is None
+
+    def ones(length: int) -> str:  # "(1,1,...,1)", or "(01,1,...)" for an even length
+        items = ["1"] * ((length - 1) // 2)
+        items[0] = "0" * (1 - length % 2) + items[0]
+        return "(" + ",".join(items) + ")"
+
+    assert len(ones(240)) == 240 and len(ones(241)) == 241
+    assert isinstance(parse_value(ones(4 * 60)), Bracketed)
+    assert parse_value(ones(4 * 60 + 1)) is None
+
+
+def test_real_size_bounds_the_float_sum_by_the_terms_magnitudes() -> None:
+    value = Real(((1, Fraction(-3)), (2, Fraction(2)), (5, Fraction(-1, 2))))
+    assert value.approx() == pytest.approx(-3 + 2 * math.sqrt(2) - math.sqrt(5) / 2, rel=1e-15)
+    assert value.size() == pytest.approx(3 + 2 * math.sqrt(2) + math.sqrt(5) / 2, rel=1e-15)
+    assert Real(()).size() == 0.0 and Real(()).rational == 0
 
 
 fractions_ = st.tuples(st.integers(-10**6, 10**6), st.integers(1, 10**4))

@@ -22,6 +22,7 @@ from ngrpo_rl.models import (
     char_tokenizer,
     count_parameters,
     encode_completion,
+    encode_completions,
     encode_prompts,
     load_model,
     save_model,
@@ -68,6 +69,23 @@ def test_prompt_and_completion_encoding_convention(tokenizer):
     assert encode_prompts(tokenizer, ["<s>1="]) == encode_prompts(tokenizer, ["1="])
     completion = encode_completion(tokenizer, "68")
     assert completion[-1] == tokenizer.eos_token_id and tokenizer.decode(completion[:-1]) == "68"
+
+
+def test_batched_encoding_keeps_each_text_in_its_place(tokenizer):
+    """Prompts with and without a leading bos, of different lengths, mixed in one call."""
+    prompts = ["23+45=", "<s>1=", "", "7*8=", "<s>", "100-99="]
+    encoded = encode_prompts(tokenizer, prompts)
+    one_by_one = [
+        tokenizer(p, add_special_tokens=not p.startswith("<s>"))["input_ids"] for p in prompts
+    ]
+    assert encoded == one_by_one
+    assert encoded[1][0] == encoded[0][0] == tokenizer.bos_token_id and encoded[1].count(1) == 1
+    completions = ["68", "", "1,000"]
+    assert encode_completions(tokenizer, completions) == [
+        tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for c in completions
+    ]
+    assert encode_prompts(tokenizer, []) == [] and encode_completions(tokenizer, []) == []
 
 
 def test_tokenizer_saves_and_loads_offline(tokenizer, tmp_path):

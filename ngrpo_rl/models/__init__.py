@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from ngrpo_rl.models.io import ModelLoadError, load_model, load_tokenizer, save_model
 from ngrpo_rl.models.tiny import build_tiny_model, count_parameters
-from ngrpo_rl.models.tokenizer import char_tokenizer, encode_completion, encode_prompts
+from ngrpo_rl.models.tokenizer import (
+    char_tokenizer,
+    encode_completion,
+    encode_completions,
+    encode_prompts,
+)
 from ngrpo_rl.models.warm_start import warm_start
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "char_tokenizer",
     "count_parameters",
     "encode_completion",
+    "encode_completions",
     "encode_prompts",
     "load_model",
     "load_tokenizer",

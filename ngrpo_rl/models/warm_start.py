@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ngrpo_rl.models.forward import pad_batch, response_logprobs
-from ngrpo_rl.models.tokenizer import encode_completion, encode_prompts
+from ngrpo_rl.models.tokenizer import encode_completions, encode_prompts
 
 
 def warm_start(
@@ -64,7 +64,7 @@ def warm_start(
         )
     device = next(model.parameters()).device
     prompt_ids = encode_prompts(tokenizer, [prompt for prompt, _ in examples])
-    completion_ids = [encode_completion(tokenizer, completion) for _, completion in examples]
+    completion_ids = encode_completions(tokenizer, [completion for _, completion in examples])
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98)
