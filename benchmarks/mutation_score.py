@@ -97,7 +97,10 @@ TARGETS: dict[str, Target] = {
     "metrics": Target("ngrpo_rl/metrics.py", ("tests/test_metrics.py",)),
     "shaping": Target("ngrpo_rl/pipeline/shaping.py", ("tests/test_shaping.py", "tests/test_pipeline.py")),
     # The verifier's fast path: the exact / numeric comparison before math-verify ...
-    "fast_match": Target("envs/fast_match.py", ("tests/test_envs_extraction.py", "tests/test_envs_verifier.py")),
+    "fast_match": Target(
+        "envs/fast_match.py",
+        ("tests/test_fast_match.py", "tests/test_envs_extraction.py", "tests/test_envs_verifier.py"),
+    ),
     # ... and the part of verify_batch that routes to it (extraction, length cap, fast verdicts).
     "verifier_fast_path": Target(
         "envs/verifier.py",
@@ -743,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-module sample")
     parser.add_argument("--rerun-survivors", action="store_true",
                         help="re-test only the mutants that survived in the existing results file")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the mutants of the sample already recorded in the results file (continues an "
+                             "interrupted run)")
     parser.add_argument("--list", action="store_true", help="list the sampled mutants and exit")
     parser.add_argument("--no-fork", action="store_true", help="plain subprocesses instead of forks of a warm process")
     parser.add_argument("--markdown", action="store_true",
@@ -788,6 +794,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.rerun_survivors:
                 wanted = {r["id"] for r in records.get(module, []) if r["status"] == "survived"}
                 chosen = [m for m in chosen if m.id in wanted]
+            earlier = records.get(module, []) if args.resume else []
+            if earlier:
+                recorded = {r["id"] for r in earlier}
+                chosen = [m for m in chosen if m.id not in recorded]
             if args.list:
                 print(f"[{module}] {len(chosen)} of {len(everything)} mutants")
                 for m in chosen:
@@ -807,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.rerun_survivors:
                     by_id = {r["id"]: r for r in finished}
                     finished = [by_id.get(r["id"], r) for r in records[module]]
-                partial[module] = finished
+                partial[module] = earlier + finished
                 partial_runs = {**runs, module: {"complete": False, "done": done, "of": len(chosen)}}
                 args.output.parent.mkdir(parents=True, exist_ok=True)
                 args.output.write_text(json.dumps(summarize(partial, partial_runs, args), indent=1) + "\n")
@@ -822,7 +832,9 @@ def main(argv: list[str] | None = None) -> int:
                 records[module] = [by_id.get(r["id"], r) for r in records[module]]
                 info["seconds"] = runs.get(module, {}).get("seconds")
             else:
-                records[module] = fresh
+                records[module] = earlier + fresh
+                if earlier:
+                    info["seconds"] = round(info["seconds"] + (runs.get(module, {}).get("seconds") or 0.0), 1)
             runs[module] = info
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(summarize(records, runs, args), indent=1) + "\n")

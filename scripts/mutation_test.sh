@@ -3,6 +3,7 @@
 #   bash scripts/mutation_test.sh                        every module (~35 min on 2 cores)
 #   bash scripts/mutation_test.sh --module losses        one module (repeatable)
 #   bash scripts/mutation_test.sh --rerun-survivors      only the survivors of the last run
+#   bash scripts/mutation_test.sh --resume               continue an interrupted run
 #   bash scripts/mutation_test.sh --list                 the sampled mutants, nothing run
 # Writes benchmarks/results/mutation_score.json; see benchmarks/mutation_score.py and
 # docs/mutation_testing.md. Mutants are written only into a temporary copy of the package, never

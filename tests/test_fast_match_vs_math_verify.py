@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from test_envs_verifier import FAST_PATH_CASES
+from test_fast_match import FAST_PATH_CASES
 
 from ngrpo_rl.envs import load_problems
 from ngrpo_rl.envs import math_verify_worker
