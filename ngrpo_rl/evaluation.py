@@ -25,6 +25,7 @@ from typing import Any
 
 from ngrpo_rl import __version__, metrics
 from ngrpo_rl.generation import GenerationOutput, SamplingParams, derive_seed
+from ngrpo_rl.group_filters import DEFAULT_CORRECT_THRESHOLD
 
 GenerateFn = Callable[[list[str], SamplingParams], GenerationOutput]
 ScoreFn = Callable[[list[str], list[str]], list[float]]
@@ -121,7 +122,8 @@ def count_correct(
     params: SamplingParams,
 ) -> list[int]:
     """Samples ``samples_per_problem`` responses per prompt in one ``generate`` call and returns
-    how many of each prompt's responses score correct (reward >= 0.5)."""
+    how many of each prompt's responses score correct (reward above
+    :data:`ngrpo_rl.group_filters.DEFAULT_CORRECT_THRESHOLD`, 0.5, as the group filters read it)."""
     output = generate(list(prompts), replace(params, n=samples_per_problem))
     if len(output) != len(prompts) * samples_per_problem:
         raise ValueError(
@@ -131,7 +133,7 @@ def count_correct(
     repeated_golds = [g for g in golds for _ in range(samples_per_problem)]
     rewards = score(output.texts, repeated_golds)
     return [
-        sum(r >= 0.5 for r in rewards[i * samples_per_problem : (i + 1) * samples_per_problem])
+        sum(r > DEFAULT_CORRECT_THRESHOLD for r in rewards[i * samples_per_problem : (i + 1) * samples_per_problem])
         for i in range(len(prompts))
     ]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from ngrpo_rl import group_filters
 from ngrpo_rl.evaluation import evaluate_pass_at_k
 from ngrpo_rl.generation.types import GenerationOutput, SamplingParams
 from ngrpo_rl.metrics import pass_at_k
@@ -34,6 +36,23 @@ def test_each_problems_samples_are_counted_for_that_problem():
     assert result.by_group["easy"][1] == pytest.approx(1.0)
     assert result.by_group["hard"][1] == pytest.approx((1 + 2) / 8)
     assert result.by_group["hard"][2] == pytest.approx((pass_at_k(4, 1, 2) + pass_at_k(4, 2, 2)) / 2)
+
+
+def test_a_reward_counts_as_correct_only_above_one_half_as_in_the_group_filters():
+    rewards = [1.0, 0.5, 0.75, 0.0, 0.5000001, 0.49]
+
+    def generate(prompts, params):
+        rows = ["t"] * (len(prompts) * params.n)
+        return GenerationOutput([[1]] * len(rows), [[2]] * len(rows), [[-1.0]] * len(rows), rows,
+                                [False] * len(rows))
+
+    result = evaluate_pass_at_k(
+        generate, lambda completions, golds: rewards, ["p0", "p1"], ["g", "g"],
+        samples_per_problem=3, ks=(1,), params=SamplingParams(n=1),
+    )
+    assert result.correct_counts == (2, 1)
+    flags = group_filters._correctness(torch.tensor([rewards]), None)[0].tolist()
+    assert flags == [True, False, True, False, True, False]
 
 
 # -- the report of ngrpo-rl eval -------------------------------------------------------------------
