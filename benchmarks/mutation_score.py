@@ -794,6 +794,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.rerun_survivors:
                 wanted = {r["id"] for r in records.get(module, []) if r["status"] == "survived"}
                 chosen = [m for m in chosen if m.id in wanted]
+                # A mutant the current source no longer has (its code was removed) leaves the results.
+                current = {m.id for m in everything}
+                gone = [r for r in records.get(module, []) if r["id"] not in current]
+                if gone:
+                    print(f"[{module}] {len(gone)} recorded mutants no longer exist in the source: "
+                          + ", ".join(f"{r['line']} {r['description']}" for r in gone), flush=True)
+                    records[module] = [r for r in records[module] if r["id"] in current]
             earlier = records.get(module, []) if args.resume else []
             if earlier:
                 recorded = {r["id"] for r in earlier}

@@ -28,6 +28,13 @@ FAST_PATH_CASES = [
     ("\\frac34", "\\frac{3}{4}", True),
     ("\\frac{1}{3}", "\\frac{1}{2}", False),
     ("\\frac{7}{3}", "2", False),
+    ("(\\frac12, 1)", "(0.5, 1)", True),  # digit-pair fractions inside a tuple
+    # fractions closer than 1e-12 are left to math-verify (which says wrong to these three)
+    ("\\frac{1}{10000000000000}", "\\frac{2}{10000000000000}", None),
+    ("\\frac{10000000000001}{10000000000000}", "1", None),
+    ("\\frac{1}{3}", "\\frac{10000000000001}{30000000000000}", None),
+    # a difference of exactly the margin's float value, 1e-12 (an integer over 2**92)
+    (f"\\frac{{{(1e-12).as_integer_ratio()[0]}}}{{{(1e-12).as_integer_ratio()[1]}}}", "0", None),
     # roots
     ("\\sqrt{8}", "2\\sqrt{2}", True),
     ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}", True),
@@ -42,6 +49,13 @@ FAST_PATH_CASES = [
     ("\\sqrt{4}", "3", False),
     ("-\\sqrt{3}", "\\sqrt{3}", False),
     ("\\frac{1-\\sqrt{5}}{2}", "\\frac{1+\\sqrt{5}}{2}", False),
+    ("\\sqrt{8}/1", "2\\sqrt{2}", True),
+    ("\\frac{3}{4}\\sqrt{8}", "\\frac{3\\sqrt{2}}{2}", True),
+    ("\\frac{3}{4}\\sqrt{8}", "\\frac{3\\sqrt{2}}{8}", False),
+    ("\\frac{1}{2\\sqrt{8}}", "\\frac{\\sqrt{2}}{8}", True),
+    ("\\frac{\\frac{1}{\\sqrt{2}}}{\\sqrt{3}}", "\\frac{\\sqrt{6}}{6}", True),  # nested fractions
+    # roots within 1e-9 plus 1e-12 of the terms' size (2e4 here) are left to math-verify
+    ("\\sqrt{99999999}", f"\\frac{{{math.isqrt(99999999 * 10**24) - 10**4}}}{{{10**12}}}", None),
     # decimals: math-verify rounds to 6 places
     ("0.5", "0.4", False),
     ("2.8284", "2\\sqrt{2}", False),
@@ -52,6 +66,16 @@ FAST_PATH_CASES = [
     ("(27.0000000, 1)", "(27, 1)", True),  # a whole number: equal at any number of places
     ("(0.0000000, 1)", "(0, 1)", True),
     ("(0.1234567, 1)", "(\\frac{1234567}{10000000}, 1)", None),  # 7 places: math-verify decides
+    ("(1000.0000000, 1)", "(1000, 1)", True),
+    ("(9007199254740992.0, 1)", "(9007199254740992, 1)", None),  # 2**53: math-verify decides
+    ("(9007199254740993.0, 1)", "(9007199254740993, 1)", None),
+    ("(0.015625, 1)", "(\\frac{1}{64}, 1)", True),  # 6 places
+    ("(1234567890123.45, 1)", "(\\frac{123456789012345}{100}, 1)", True),  # 15 digits
+    ("(123456789012.3456, 1)", "(\\frac{1234567890123456}{10000}, 1)", None),  # 16 digits
+    ("(12345678901234.567, 1)", "(\\frac{12345678901234567}{1000}, 1)", None),
+    # beyond a float's precision the rounding to 6 places is math-verify's (it says wrong here)
+    ("100000000000000000.5", "100000000000000000", None),
+    ("1000000000000000.000001", "1000000000000000", None),
     # percents
     ("50", "50\\%", True),
     ("49", "50\\%", False),
@@ -59,6 +83,7 @@ FAST_PATH_CASES = [
     ("0.5", "50\\%", None),  # math-verify: correct
     ("1", "100\\%", None),  # math-verify: correct
     ("12.50\\%", "12.5\\%", None),  # percents of decimals: math-verify
+    ("50\\%", "50.0\\%", None),
     ("12.5\\%", "12.6\\%", None),
     # tuples and intervals
     ("(1, 2)", "(1,2)", True),
@@ -80,6 +105,8 @@ FAST_PATH_CASES = [
     ("(1,2,3)", "[1,2,3]", None),  # not an interval
     ("[4,2]", "[3,2]", None),  # math-verify reads these as tuples
     ("1,2", "(1,2)", None),  # a set
+    ("(+5, 1)", "(5, 1)", True),
+    ("(1, \\infty)", "(1, 2)", False),
     # units
     ("5\\text{ cm}", "5", True),
     ("\\frac{11}{2}\\text{ cm}", "5.5", True),
@@ -137,7 +164,7 @@ def test_parse_value_reads_the_grammar_exactly() -> None:
         "\\frac{1}{2}3", "2\\frac{1}{2}", "\\sqrt{-4}", "\\sqrt[3]{8}", "1.5\\sqrt{2}",
         "\\frac{0.5}{2}", "1.5+1", "--3", "5\\text{ and }", "\\text{5}", "1" * 61,
         f"\\sqrt{{{10**8 + 1}}}", "5%", "(1,2]x", "\\frac{1}{1+\\sqrt{2}}", "[2, 2]", "1 2",
-        "\\sqrt", "2\\sqrt", "\\frac1", "(1, \\sqrt)",
+        "\\sqrt", "2\\sqrt", "\\frac1", "(1, \\sqrt)", "(1,2", "[1,", "(", "[\\sqrt{2}, \\sqrt{2}]",
     ]:
         assert parse_value(outside) is None, outside
     assert parse_value(f"\\sqrt{{{10**8}}}") == Real(((1, Fraction(10**4)),))
@@ -157,6 +184,25 @@ def test_parse_value_leaves_long_texts_to_math_verify() -> None:
     assert len(ones(240)) == 240 and len(ones(241)) == 241
     assert isinstance(parse_value(ones(4 * 60)), Bracketed)
     assert parse_value(ones(4 * 60 + 1)) is None
+    # numbers of up to 60 characters: an integer in a tuple, a signed decimal (sign aside)
+    assert parse_value("(" + "1" * 60 + ", 2)").items[0] == Real(((1, Fraction("1" * 60)),))
+    assert parse_value("(" + "1" * 61 + ", 2)") is None
+    decimal = "1." + "1" * 58
+    assert parse_value("-" + decimal) == Real(((1, -Fraction(decimal)),), places=58, digits=59)
+    assert parse_value("-" + decimal + "1") is None
+
+
+def test_interval_ends_closer_than_the_margin_are_left_to_math_verify() -> None:
+    """``[r, sqrt(2)/2]`` is read when the ends are more than 1e-9 times their size (about 1.41)
+    apart, and left to math-verify when closer."""
+    half_root2 = math.isqrt(2 * 10**24) / 2  # sqrt(2)/2 to 12 places, times 10**12
+
+    def interval(gap: float) -> str:
+        return f"[\\frac{{{round(half_root2 - gap * 1e12)}}}{{{10**12}}}, \\frac{{\\sqrt{{2}}}}{{2}}]"
+
+    assert isinstance(parse_value(interval(1.7e-9)), Bracketed)
+    assert parse_value(interval(1.2e-9)) is None
+    assert parse_value(interval(-1.7e-9)) is None  # start above end: a tuple for math-verify
 
 
 def test_real_size_bounds_the_float_sum_by_the_terms_magnitudes() -> None:
