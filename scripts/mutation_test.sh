@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the core components against their fast tests (by hand, not in CI).
-#   bash scripts/mutation_test.sh                        every module (~35 min on 2 cores)
+#   bash scripts/mutation_test.sh                        every module (~2 h on 2 cores)
 #   bash scripts/mutation_test.sh --module losses        one module (repeatable)
 #   bash scripts/mutation_test.sh --rerun-survivors      only the survivors of the last run
 #   bash scripts/mutation_test.sh --resume               continue an interrupted run

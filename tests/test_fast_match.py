@@ -29,8 +29,9 @@ FAST_PATH_CASES = [
     ("\\frac{1}{3}", "\\frac{1}{2}", False),
     ("\\frac{7}{3}", "2", False),
     ("(\\frac12, 1)", "(0.5, 1)", True),  # digit-pair fractions inside a tuple
-    # fractions closer than 1e-12 are left to math-verify (which says wrong to these three)
+    # fractions closer than 1e-12 are left to math-verify (which says wrong to these four)
     ("\\frac{1}{10000000000000}", "\\frac{2}{10000000000000}", None),
+    ("\\frac{1}{10000000000000}", "\\frac{3}{10000000000000}", None),  # one denominator
     ("\\frac{10000000000001}{10000000000000}", "1", None),
     ("\\frac{1}{3}", "\\frac{10000000000001}{30000000000000}", None),
     # a difference of exactly the margin's float value, 1e-12 (an integer over 2**92)

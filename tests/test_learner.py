@@ -620,3 +620,180 @@ def test_the_token_budget_is_checked():
     with pytest.raises(ValueError, match="micro_batch_max_tokens"):
         Settings(micro_batch_max_tokens=0)
     assert Settings(micro_batch_max_tokens=None).micro_batch_max_tokens is None
+
+
+# -- responses of different lengths: padding inside a batch and micro-batches of other widths -----
+
+
+@pytest.fixture(scope="module")
+def ragged_rollouts(rollouts):
+    """The rollouts with responses cut to 1-5 tokens (the sampled ones are all 5 long), so that rows
+    are padded and micro-batches have different widths."""
+    lengths = [5, 1, 3, 2, 4, 5, 2, 1]
+    return rollouts.with_fields(
+        response_token_ids=[list(r[:k]) for r, k in zip(rollouts.response_token_ids, lengths)],
+        old_logprobs=[list(lp[:k]) for lp, k in zip(rollouts.old_logprobs, lengths)],
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_micro_batches_of_different_widths_give_the_whole_minibatchs_gradient(tiny_model_dir, ragged_rollouts):
+    assert len({len(r) for r in ragged_rollouts.response_token_ids}) == 5
+    whole = recorded_gradients(make_learner(tiny_model_dir, micro_batch_size=8), ragged_rollouts)
+    micro = recorded_gradients(make_learner(tiny_model_dir, micro_batch_size=2), ragged_rollouts)
+    for name in whole:
+        torch.testing.assert_close(micro[name], whole[name], atol=1e-7, rtol=1e-4, msg=name)
+
+
+def test_padding_changes_no_metric_and_the_entropy_is_the_mean_over_real_tokens(tiny_model_dir, ragged_rollouts):
+    from ngrpo_rl.losses import entropy_from_logits
+
+    learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=8, recompute_old_logprobs=True)
+    padded = pad_batch(ragged_rollouts.prompt_token_ids, ragged_rollouts.response_token_ids,
+                       learner.tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = learner.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+                               position_ids=padded["position_ids"]).logits
+    width = padded["response_mask"].shape[1]
+    mask = padded["response_mask"].double()
+    expected = float((entropy_from_logits(logits[:, -(width + 1) : -1]) * mask).sum() / mask.sum())
+    metrics = learner.update(ragged_rollouts)
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    assert metrics["optim/skipped_steps"] == 0.0 and metrics["optim/grad_norm"] > 0
+    assert metrics["policy/entropy"] == pytest.approx(expected, rel=1e-12)
+    assert metrics["is/raw_weight_max"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["is/weight_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["ratio/first_step_min"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_annotate_adds_the_reference_models_logprobs(tiny_model_dir, ragged_rollouts):
+    learner = make_learner(tiny_model_dir, kl_coef=0.1)
+    annotated = learner.annotate(ragged_rollouts)
+    padded = pad_batch(ragged_rollouts.prompt_token_ids, ragged_rollouts.response_token_ids,
+                       learner.tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected = response_logprobs(learner.reference_model, padded)
+    mask = padded["response_mask"].bool()
+    assert annotated.ref_logprobs is not None and annotated.ref_logprobs.shape == mask.shape
+    torch.testing.assert_close(annotated.ref_logprobs[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_update_reports_the_schedules_rate_and_its_own_duration(tiny_model_dir, rollouts):
+    learner = make_learner(tiny_model_dir, lr=3e-3, warmup_steps=0)
+    metrics = learner.update(rollouts)
+    assert metrics["optim/lr"] == pytest.approx(learner.scheduler.get_last_lr()[0]) and metrics["optim/lr"] > 0
+    assert 0 < metrics["timers/learn"] < 60
+
+
+def test_each_step_starts_from_a_zero_gradient(tiny_model_dir, rollouts):
+    """With lr 1e-30 the weights do not move, so every update must see the same gradient norm; a
+    gradient left over from the step before would add to it."""
+    learner = make_learner(tiny_model_dir, lr=1e-30, minibatch_size=8, num_epochs=1, grad_clip=None)
+    first = learner.update(rollouts)["optim/grad_norm"]
+    second = learner.update(rollouts)["optim/grad_norm"]
+    assert first > 0 and second == pytest.approx(first, rel=1e-6)
+
+
+def test_an_entropy_bonus_changes_the_update(tiny_model_dir, rollouts):
+    def weights_after(entropy_coef: float) -> list[torch.Tensor]:
+        learner = make_learner(tiny_model_dir, entropy_coef=entropy_coef, minibatch_size=8, num_epochs=1)
+        learner.update(rollouts)
+        return [p.detach().clone() for p in learner.model.parameters()]
+
+    without, with_bonus = weights_after(0.0), weights_after(0.5)
+    assert any(not torch.equal(a, b) for a, b in zip(without, with_bonus))
+
+
+def test_importance_sampling_counts_only_weights_above_the_cap_and_one_token_has_maxima():
+    from ngrpo_rl.learner import importance_sampling_sums
+
+    learner_logp = torch.tensor([[0.0, math.log(2.0), math.log(3.0)]])
+    tensors = {"mask": torch.ones(1, 3), "old_logp": learner_logp, "sampler_logp": torch.zeros(1, 3),
+               "is_weights": torch.exp(learner_logp)}
+    sums, _ = importance_sampling_sums(tensors, 2.0)
+    assert sums["is/capped_count"] == 1.0  # a weight of exactly the cap is not capped
+    single = {**tensors, "mask": torch.tensor([[0.0, 0.0, 1.0]])}
+    _, maxima = importance_sampling_sums(single, 2.0)
+    assert maxima == pytest.approx({"is/weight_max": 2.0, "is/raw_weight_max": 3.0,
+                                    "is/logprob_gap_max": math.log(3.0)}, rel=1e-6)
+
+
+def test_load_restores_the_nonfinite_count_and_every_random_state(tiny_model_dir, tmp_path):
+    import random
+
+    learner = make_learner(tiny_model_dir)
+    learner.nonfinite_in_a_row = 2
+    learner.save(tmp_path / "state")
+    expected = (torch.rand(3), random.random(), torch.rand(2, generator=learner.generator))
+    other = make_learner(tiny_model_dir, seed=1)
+    other.load(tmp_path / "state")
+    assert other.nonfinite_in_a_row == 2
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+    assert torch.equal(torch.rand(2, generator=other.generator), expected[2])
+    # A checkpoint written before the count was saved loads with none.
+    state_file = tmp_path / "state" / "learner_state.json"
+    state = json.loads(state_file.read_text())
+    del state["nonfinite_in_a_row"]
+    state_file.write_text(json.dumps(state))
+    other.load(tmp_path / "state")
+    assert other.nonfinite_in_a_row == 0
+
+
+def test_save_writes_into_an_existing_folder_and_creates_missing_ones(tiny_model_dir, tmp_path):
+    learner = make_learner(tiny_model_dir)
+    learner.save(tmp_path)  # exists already
+    learner.save(tmp_path / "a" / "b")
+    for folder in (tmp_path, tmp_path / "a" / "b"):
+        assert (folder / "learner_state.json").is_file() and (folder / "policy").is_dir()
+
+
+def test_critic_metrics_are_means_over_response_tokens(tiny_model_dir, rollouts):
+    from ngrpo_rl.critic import Critic
+
+    critic = Critic(tiny_model_dir, lr=1e-2)
+    learner = make_learner(tiny_model_dir, critic=critic, minibatch_size=8, num_epochs=1)
+    batch = learner.annotate(rollouts)
+    mask = batch.response_mask()
+    expected_values = float((batch.values * mask).sum() / mask.sum())
+    returns = torch.ones_like(mask)  # every token's return 1: value loss = mean 0.5 (v - 1)^2
+    expected_loss = float((0.5 * (batch.values - returns) ** 2 * mask).sum() / mask.sum())
+    batch = batch.with_fields(advantages=torch.zeros_like(mask), returns=returns)
+    metrics = learner.update(batch)
+    assert metrics["critic/values_mean"] == pytest.approx(expected_values, rel=1e-4)
+    assert metrics["critic/value_loss"] == pytest.approx(expected_loss, rel=1e-4)
+    assert 0.0 <= metrics["critic/clip_frac"] <= 1.0
+    assert metrics["optim/skipped_steps"] == 0.0
+
+
+def test_update_metrics_divide_sums_by_token_counts_even_for_a_single_token():
+    from ngrpo_rl.learner import UpdateStats
+
+    stats = UpdateStats(
+        sums_list=[
+            {"entropy": 0.5, "tokens": 1.0},
+            {"is/tokens": 1.0, "is/weight_sum": 1.5, "is/raw_weight_sum": 3.0, "is/capped_count": 1.0,
+             "is/logprob_gap_sum": 0.25},
+            {"value_loss": 0.2, "value_clipped": 1.0, "values": 0.4},
+        ],
+        has_critic=True,
+    )
+    metrics = stats.metrics()
+    assert metrics["policy/entropy"] == 0.5
+    assert (metrics["is/weight_mean"], metrics["is/capped_frac"], metrics["is/logprob_gap_mean"]) == (1.5, 1.0, 0.25)
+    assert (metrics["critic/value_loss"], metrics["critic/clip_frac"], metrics["critic/values_mean"]) == (0.2, 1.0, 0.4)
+    four = UpdateStats(sums_list=[{"entropy": 2.0, "tokens": 4.0, "value_loss": 1.0, "value_clipped": 2.0, "values": 2.0}],
+                       has_critic=True).metrics()
+    assert (four["policy/entropy"], four["critic/clip_frac"], four["critic/values_mean"]) == (0.5, 0.5, 0.5)
+
+
+def test_each_critic_step_starts_from_a_zero_gradient(tiny_model_dir, rollouts):
+    from ngrpo_rl.critic import Critic
+
+    critic = Critic(tiny_model_dir, lr=1e-30)
+    learner = make_learner(tiny_model_dir, critic=critic, lr=1e-30, minibatch_size=8, num_epochs=1, grad_clip=None)
+    batch = learner.annotate(rollouts)
+    mask = batch.response_mask()
+    batch = batch.with_fields(advantages=torch.zeros_like(mask), returns=torch.ones_like(mask))
+    first = learner.update(batch)["critic/grad_norm"]
+    second = learner.update(batch)["critic/grad_norm"]
+    assert first > 0 and second == pytest.approx(first, rel=1e-6)

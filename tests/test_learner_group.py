@@ -142,3 +142,32 @@ def test_shards_cover_every_row_once(world_size):
 def test_rowwise_in_one_process_runs_every_row_in_order():
     out = rowwise(DistributedContext(), 7, 3, lambda rows: rows[:, None].float() * 2)
     assert torch.equal(out[:, 0], torch.arange(7).float() * 2)
+
+
+def test_two_learners_train_the_critic_as_one(ray_session, tiny_model_dir, batch):
+    """PPO's critic in a group: each learner's critic gradient is averaged with the other's, so
+    one step of the group reports (and takes) the single learner's critic step."""
+    from ngrpo_rl.critic import Critic
+    from ngrpo_rl.value import gae
+
+    critic_kwargs = {"model_name_or_path": tiny_model_dir, "lr": 1e-2}
+    one_step = {"minibatch_size": 12, "num_epochs": 1}
+    single = Learner(settings(**one_step), model_path=tiny_model_dir, critic=Critic(**critic_kwargs))
+    group = LearnerGroup(settings(num_learners=2, num_cpus_per_learner=0.25, **one_step),
+                         model_path=tiny_model_dir, critic_kwargs=critic_kwargs)
+
+    def with_returns(annotated: TrainingBatch) -> TrainingBatch:
+        mask = annotated.response_mask()
+        token_rewards = torch.zeros_like(mask)
+        token_rewards[torch.arange(len(annotated)), annotated.response_lengths().long() - 1] = annotated.rewards
+        token_advantages, returns = gae(token_rewards, annotated.values, mask)
+        return annotated.with_fields(advantages=token_advantages, returns=returns)
+
+    try:
+        single_metrics = single.update(with_returns(single.annotate(batch)))
+        group_metrics = group.update(with_returns(group.annotate(batch)))
+    finally:
+        group.shutdown()
+    assert single_metrics["critic/grad_norm"] > 0
+    for key in ("critic/value_loss", "critic/values_mean", "critic/grad_norm"):
+        assert group_metrics[key] == pytest.approx(single_metrics[key], rel=1e-4), key
