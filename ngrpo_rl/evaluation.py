@@ -132,8 +132,9 @@ def count_correct(
         )
     repeated_golds = [g for g in golds for _ in range(samples_per_problem)]
     rewards = score(output.texts, repeated_golds)
+    n = samples_per_problem
     return [
-        sum(r > DEFAULT_CORRECT_THRESHOLD for r in rewards[i * samples_per_problem : (i + 1) * samples_per_problem])
+        sum(r > DEFAULT_CORRECT_THRESHOLD for r in rewards[i * n : (i + 1) * n])
         for i in range(len(prompts))
     ]
 
