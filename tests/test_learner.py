@@ -544,17 +544,23 @@ def test_shared_prompt_passes_give_the_gradient_of_whole_rows(tiny_model_dir, ro
 def test_the_entropy_metric_is_the_policy_entropy_with_or_without_its_gradient(tiny_model_dir, rollouts, entropy_coef):
     """The logged entropy (computed without a graph when it is no loss term, from the log-probs'
     normaliser either way) is the mean full-vocabulary entropy of the policy that sampled."""
+    learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=8, entropy_coef=entropy_coef)
+    expected = mean_policy_entropy(learner, rollouts)
+    assert learner.update(rollouts)["policy/entropy"] == pytest.approx(expected, rel=1e-12)
+
+
+def mean_policy_entropy(learner: Learner, batch: TrainingBatch) -> float:
+    """The policy's full-vocabulary entropy averaged over the batch's response tokens, from its
+    logits (not from the learner's log-prob path)."""
     from ngrpo_rl.losses import entropy_from_logits
 
-    learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=8, entropy_coef=entropy_coef)
-    padded = pad_batch(rollouts.prompt_token_ids, rollouts.response_token_ids, learner.tokenizer.pad_token_id)
+    padded = pad_batch(batch.prompt_token_ids, batch.response_token_ids, learner.tokenizer.pad_token_id)
     with torch.no_grad():
         logits = learner.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
                                position_ids=padded["position_ids"]).logits
     width = padded["response_mask"].shape[1]
     mask = padded["response_mask"].double()
-    expected = float((entropy_from_logits(logits[:, -(width + 1) : -1]) * mask).sum() / mask.sum())
-    assert learner.update(rollouts)["policy/entropy"] == pytest.approx(expected, rel=1e-12)
+    return float((entropy_from_logits(logits[:, -(width + 1) : -1]) * mask).sum() / mask.sum())
 
 
 def test_rows_are_packed_by_length_within_both_limits():
@@ -646,17 +652,8 @@ def test_micro_batches_of_different_widths_give_the_whole_minibatchs_gradient(ti
 
 
 def test_padding_changes_no_metric_and_the_entropy_is_the_mean_over_real_tokens(tiny_model_dir, ragged_rollouts):
-    from ngrpo_rl.losses import entropy_from_logits
-
     learner = make_learner(tiny_model_dir, dtype="float64", minibatch_size=8, recompute_old_logprobs=True)
-    padded = pad_batch(ragged_rollouts.prompt_token_ids, ragged_rollouts.response_token_ids,
-                       learner.tokenizer.pad_token_id)
-    with torch.no_grad():
-        logits = learner.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
-                               position_ids=padded["position_ids"]).logits
-    width = padded["response_mask"].shape[1]
-    mask = padded["response_mask"].double()
-    expected = float((entropy_from_logits(logits[:, -(width + 1) : -1]) * mask).sum() / mask.sum())
+    expected = mean_policy_entropy(learner, ragged_rollouts)
     metrics = learner.update(ragged_rollouts)
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert metrics["optim/skipped_steps"] == 0.0 and metrics["optim/grad_norm"] > 0
